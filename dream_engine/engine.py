@@ -1,0 +1,156 @@
+"""DreamEngine: octave gradient ascent on InceptionV3 (DeepDream), tiled.
+
+The algorithm is the seed article's: the loss is the weighted sum of the mean
+activations of chosen layers; each step adds the loss gradient, divided by its
+standard deviation, times step_size, and clips to the network's [-1, 1] range;
+octaves run the same ascent from small sizes up to the full one. On top of it:
+tiles that bound memory, a seeded random roll (jitter), detail re-injection
+between octaves, any dtype and channel count, and cancellation."""
+
+import numpy as np
+import tensorflow as tf
+
+from . import model as inception
+from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
+from .params import DreamParams
+from .pixels import check_image, split
+from .tiling import TileLayout
+
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class DreamEngine:
+    def __init__(self, model="inception_v3", weights="imagenet", precision="auto",
+                 max_pixels=DEFAULT_MAX_PIXELS, tile_batch=1):
+        if model not in inception.MODELS:
+            raise InvalidParams("model", f"must be one of {', '.join(inception.MODELS)}, got {model!r}")
+        self.model = model
+        self.weights = str(weights)
+        self.precision = inception.resolve_precision(precision)
+        self.device = inception.describe_device()
+        self.max_pixels = max_pixels
+        self.tile_batch = tile_batch  # tiles per network call: throughput vs. memory
+        self.traces = 0  # how often a gradient function was compiled (tests watch it)
+        self._base = inception.load_inception(weights, self.precision)
+        self.layers = inception.dreamable_layers(self._base)
+        self._gradients = {}
+
+    def dream(self, image, params=None, progress=None, should_stop=None):
+        """Dream `image` (H x W x C numpy array) and return the result, same shape and dtype."""
+        params = params or DreamParams()
+        unknown = [name for name in params.layers if name not in self.layers]
+        if unknown:
+            raise UnknownLayer("layers", f"unknown layer {unknown[0]!r}; this model has {', '.join(self.layers)}")
+        check_image(image, inception.MIN_SIDE, self.max_pixels)
+        rgb, restore = split(image)
+        try:
+            dreamed = self._dream_rgb(rgb * 2.0 - 1.0, params, progress or (lambda event: None),
+                                      should_stop or (lambda: False))
+        except tf.errors.ResourceExhaustedError:
+            raise OutOfMemory(
+                f"out of memory with tiles of {params.tile_size} px; try a smaller tile_size"
+            ) from None
+        return restore((dreamed + 1.0) / 2.0)
+
+    def _dream_rgb(self, original, params, progress, should_stop):
+        """Octave gradient ascent on an RGB float image in the network's [-1, 1] range."""
+        gradient_fn = self._gradient_function(tuple(params.layers))
+        layer_weights = tf.constant(list(params.layers.values()), tf.float32)
+        rng = np.random.default_rng(params.seed)
+        shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, inception.MIN_SIDE)
+        total_work = params.steps * sum(h * w for h, w in shapes)
+        done_work = 0
+
+        image = resize(original, shapes[0])
+        shrunk_original = image
+        for octave, shape in enumerate(shapes):
+            if octave:
+                image = resize(image, shape)
+            tiles = TileLayout(*shape, params.tile_size, overlap=params.tile_size // 8)
+            for step in range(params.steps):
+                if should_stop():
+                    raise DreamCancelled("the dream was cancelled")
+                gradient, loss = self._tiled_gradient(image, tiles, gradient_fn, layer_weights,
+                                                      rng, params.jitter, should_stop)
+                gradient /= gradient.std() + 1e-8
+                image += params.step_size * gradient
+                np.clip(image, -1.0, 1.0, out=image)
+                done_work += shape[0] * shape[1]
+                progress({"octave": octave + 1, "octaves": len(shapes), "step": step + 1,
+                          "steps": params.steps, "fraction": done_work / total_work, "loss": loss})
+            if params.detail and octave + 1 < len(shapes):
+                # Put back what shrinking the original lost at this scale, so the
+                # next octave starts from the photo's detail, not from a blurred copy.
+                same_size_original = resize(original, shape) if octave + 1 < len(shapes) else original
+                image += same_size_original - resize(shrunk_original, shape)
+                np.clip(image, -1.0, 1.0, out=image)
+                shrunk_original = same_size_original
+        return image
+
+    def _tiled_gradient(self, image, tiles, gradient_fn, layer_weights, rng, jitter, should_stop):
+        """The loss gradient for the whole image, computed tile by tile under a
+        random roll (jitter) and blended with feathered weights."""
+        shift = tuple(int(s) for s in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
+        rolled = np.roll(image, shift, axis=(0, 1)) if jitter else image
+        if len(tiles) == 1:
+            loss, gradient = gradient_fn(rolled[None], layer_weights)
+            gradient, loss = gradient.numpy()[0], float(loss[0])
+        else:
+            gradient = np.zeros_like(image)
+            losses = []
+            for first in range(0, len(tiles), self.tile_batch):
+                if should_stop():
+                    raise DreamCancelled("the dream was cancelled")
+                origins = tiles.origins[first : first + self.tile_batch]
+                batch = np.stack([tiles.crop(rolled, origin) for origin in origins])
+                tile_losses, tile_gradients = gradient_fn(batch, layer_weights)
+                losses.extend(tile_losses.numpy().tolist())
+                for origin, tile_gradient in zip(origins, tile_gradients.numpy()):
+                    tiles.crop(gradient, origin)[...] += tile_gradient * tiles.weights
+            gradient *= tiles.inverse_coverage
+            loss = float(np.mean(losses))
+        if jitter:
+            gradient = np.roll(gradient, (-shift[0], -shift[1]), axis=(0, 1))
+        return gradient, loss
+
+    def _gradient_function(self, layer_names):
+        """A compiled function (tiles, layer weights) -> (loss per tile, gradient),
+        one per layer set, traced once for every tile and batch shape."""
+        if layer_names not in self._gradients:
+            features = inception.feature_model(self._base, layer_names)
+
+            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                                          tf.TensorSpec([len(layer_names)], tf.float32)])
+            def gradient(tiles, layer_weights):
+                self.traces += 1  # runs only while tracing
+                with tf.GradientTape() as tape:
+                    tape.watch(tiles)
+                    activations = features(tiles, training=False)
+                    means = tf.stack([tf.reduce_mean(tf.cast(a, tf.float32), axis=[1, 2, 3])
+                                      for a in tf.nest.flatten(activations)], axis=1)
+                    losses = tf.reduce_sum(means * layer_weights, axis=1)
+                    total = tf.reduce_sum(losses)  # tiles are independent: one backward pass for all
+                return losses, tape.gradient(total, tiles)
+
+            self._gradients[layer_names] = gradient
+        return self._gradients[layer_names]
+
+
+def octave_shapes(size, octaves, scale, min_side):
+    """(height, width) of each octave, smallest first, the last the image's own;
+    octaves that would be smaller than the network accepts are left out."""
+    height, width = size
+    shapes = []
+    for n in range(octaves - 1, -1, -1):
+        factor = scale ** -n
+        shape = (int(height * factor), int(width * factor))
+        if min(shape) >= min_side and shape not in shapes:
+            shapes.append(shape)
+    return shapes or [(height, width)]
+
+
+def resize(image, shape):
+    if image.shape[:2] == tuple(shape):
+        return image.copy()
+    shrinking = shape[0] < image.shape[0]
+    return tf.image.resize(image, shape, method="bilinear", antialias=shrinking).numpy()

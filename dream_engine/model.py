@@ -1,0 +1,124 @@
+"""InceptionV3 with its weights, at a chosen precision, cut at the layers a
+dream excites. TensorFlow and Keras are imported here and in the engine only."""
+
+import os
+import socket
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter is not for users
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from .errors import InvalidParams, WeightsUnavailable  # noqa: E402
+
+MODELS = ("inception_v3",)
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+RANDOM_SEED = 1234
+DOWNLOAD_TIMEOUT_S = 60
+MIN_SIDE = 75  # InceptionV3's smallest input (Keras documents it; its stride-2 stem needs it)
+_KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def keras_cache_dir():
+    """Where Keras keeps downloaded weights (what keras.utils.get_file uses)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def describe_device():
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)}"
+    return "CPU"
+
+
+def resolve_precision(precision):
+    """"auto": mixed float16 on a CUDA GPU, mixed bfloat16 on a CPU with native
+    bfloat16 matmuls (AMX, AVX512_BF16), float32 anywhere else."""
+    if precision not in PRECISIONS:
+        raise InvalidParams("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU"):
+        return "float16"
+    if _cpu_has_bfloat16():
+        return "bfloat16"
+    return "float32"
+
+
+def _cpu_has_bfloat16():
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def load_inception(weights, precision):
+    """The InceptionV3 convolutional base (no classifier) with the given weights,
+    its layers computing in `precision` (variables stay float32)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(_KERAS_POLICY[precision])
+    try:
+        if weights == "random":
+            # Seeded so that every process builds the same "random" network:
+            # tests and offline smoke runs must be reproducible.
+            keras.utils.set_random_seed(RANDOM_SEED)
+            return keras.applications.InceptionV3(include_top=False, weights=None)
+        if weights == "imagenet":
+            return _load_imagenet()
+        return _load_file(weights)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _load_imagenet():
+    cached = keras_cache_dir() / IMAGENET_FILE
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an unreachable hub must not hang the daemon
+    try:
+        return keras.applications.InceptionV3(include_top=False, weights="imagenet")
+    except Exception as error:  # Keras raises a bare Exception for a failed fetch
+        raise WeightsUnavailable(
+            f"The ImageNet weights for InceptionV3 are not on this machine and could not be "
+            f"downloaded ({_first_line(error)}).\n"
+            f"Missing file: {IMAGENET_FILE}\n"
+            f"Put it here: {cached}\n"
+            f"or pass a weights file with --weights /path/to/{IMAGENET_FILE} "
+            f"(a Keras .weights.h5 file works too),\n"
+            f"or try the tool offline with --weights random (untrained network: abstract textures, not dreams)."
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def _load_file(path):
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailable(
+            f"No weights file at {path}. Use --weights imagenet, --weights random, "
+            f"or the path of an existing InceptionV3 weights file (.h5 or .weights.h5)."
+        )
+    try:
+        return keras.applications.InceptionV3(include_top=False, weights=str(path))
+    except Exception as error:
+        raise WeightsUnavailable(
+            f"Could not read InceptionV3 weights from {path}: {_first_line(error)}. "
+            f"The file must hold weights for InceptionV3 without its classifier "
+            f"(Keras's {IMAGENET_FILE}, or a .weights.h5 saved from keras.applications.InceptionV3(include_top=False))."
+        ) from None
+
+
+def _first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def dreamable_layers(base):
+    """The concatenation points of the Inception blocks: the layers DeepDream excites."""
+    return [layer.name for layer in base.layers if layer.name.startswith("mixed") and "_" not in layer.name]
+
+
+def feature_model(base, layer_names):
+    return keras.Model(base.input, [base.get_layer(name).output for name in layer_names])

@@ -1,0 +1,83 @@
+"""DreamParams: what one dream should do, validated once at the edge."""
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import InvalidParams
+
+DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
+
+
+@dataclass(frozen=True)
+class DreamParams:
+    layers: dict = field(default_factory=lambda: dict(DEFAULT_LAYERS))
+    octaves: int = 4
+    octave_scale: float = 1.3
+    steps: int = 20
+    step_size: float = 0.01
+    tile_size: int = 512
+    jitter: int = 32
+    seed: int = 0
+    detail: bool = True  # re-inject the detail that downscaling an octave loses
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", _check_layers(self.layers))
+        _check_int("octaves", self.octaves, 1, 12)
+        _check_float("octave_scale", self.octave_scale, 1.01, 4.0)
+        _check_int("steps", self.steps, 1, 1000)
+        _check_float("step_size", self.step_size, 1e-5, 1.0)
+        _check_int("tile_size", self.tile_size, 128, 4096)
+        _check_int("jitter", self.jitter, 0, 1024)
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        if not isinstance(self.detail, bool):
+            raise InvalidParams("detail", f"must be true or false, got {self.detail!r}")
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build from a plain mapping (a wire request, a CLI, a config file).
+
+        Unknown keys are an error: a misspelt key silently ignored would give
+        the user a dream they did not ask for."""
+        if not isinstance(values, dict):
+            raise InvalidParams("params", f"must be a map of parameter names to values, got {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise InvalidParams(
+                    str(key), f"unknown parameter; known parameters are {', '.join(sorted(known))}"
+                )
+        return cls(**values)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def _check_int(key, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParams(key, f"must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidParams(key, f"must be between {low} and {high}, got {value}")
+
+
+def _check_float(key, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParams(key, f"must be a number, got {value!r}")
+    if not low <= value <= high:  # also false for NaN
+        raise InvalidParams(key, f"must be between {low} and {high}, got {value}")
+
+
+def _check_layers(layers):
+    """Accept {name: weight} or [names] (weight 1 each); names are checked
+    against the model later, by the engine that knows them."""
+    if isinstance(layers, (list, tuple)):
+        layers = {name: 1.0 for name in layers}
+    if not isinstance(layers, dict) or not layers:
+        raise InvalidParams("layers", "must be a non-empty map of layer name to weight, or a list of layer names")
+    checked = {}
+    for name, weight in layers.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidParams("layers", f"layer names must be non-empty strings, got {name!r}")
+        _check_float(f"layers.{name}", weight, -100.0, 100.0)
+        checked[name] = float(weight)
+    if not any(checked.values()):
+        raise InvalidParams("layers", "at least one layer needs a non-zero weight")
+    return checked
