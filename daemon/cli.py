@@ -1,0 +1,267 @@
+"""`deepdream`: dream an image file, through the daemon when one runs, else in-process.
+
+    deepdream dream photo.jpg dream.png --octaves 3 --steps 10
+    deepdream ping
+    deepdream info
+
+Errors are one clear message on stderr and exit status 1; Ctrl-C exits 130
+(after cancelling the job on the daemon)."""
+
+import argparse
+import json
+import sys
+import time
+
+from . import protocol
+from .client import DaemonError, DaemonUnavailable, DreamClient
+from .image_files import ImageFileError, output_format, read_image, write_image
+
+PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-process
+LOADING_WAIT = 300.0  # how long `dream` waits for a daemon that is still loading its model
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # the shell's convention for "ended by SIGINT"
+PARAM_OPTIONS = ("octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed")
+
+
+class CommandError(Exception):
+    """A failure to report in one line, without a traceback."""
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.command(args) or 0
+    except KeyboardInterrupt:
+        print("deepdream: cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CommandError, ImageFileError, DaemonUnavailable) as error:
+        print(f"deepdream: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except DaemonError as error:
+        print(f"deepdream: the daemon refused: {error.message} ({error.code})", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def build_parser():
+    connection = argparse.ArgumentParser(add_help=False)
+    group = connection.add_argument_group("daemon connection")
+    group.add_argument("--endpoint", help="the daemon's ZeroMQ endpoint (default: $DEEPDREAM_ENDPOINT, "
+                       f"else \"endpoint\" in ~/.config/deepdream/client.json, else {protocol.DEFAULT_ENDPOINT})")
+    group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="give up on a daemon that stays silent this long (default: 10)")
+    group.add_argument("--server-key", metavar="KEY",
+                       help="the daemon's CURVE public key (Z85 text or a key file), for a daemon "
+                            "on a non-loopback address (default: $DEEPDREAM_SERVER_KEY or \"server_key\" in the config)")
+
+    parser = argparse.ArgumentParser(
+        prog="deepdream", description="DeepDream images with InceptionV3, through the deepdream daemon or in-process.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    dream = commands.add_parser(
+        "dream", parents=[connection], help="dream an image file into another",
+        description="Dream IN and write OUT (format by extension: .png .jpg .webp .tif). Uses the daemon when "
+                    "one answers, else loads the model in this process. Parameters left out take the "
+                    "engine's defaults (see `deepdream info`).",
+        epilog="example: deepdream dream photo.jpg dream.png --layers mixed3:1,mixed5:0.5 --octaves 4 --steps 20")
+    dream.set_defaults(command=dream_command)
+    dream.add_argument("input", metavar="IN", help="image to dream (PNG, JPEG, WebP, TIFF; alpha and 16-bit gray kept)")
+    dream.add_argument("output", metavar="OUT", help="where to write the dream; PNG, JPEG and TIFF carry its parameters")
+    knobs = dream.add_argument_group("dream parameters")
+    knobs.add_argument("--layers", type=parse_layers, metavar="NAME[:WEIGHT],...",
+                       help="layers to excite and their weights, e.g. mixed2:1,mixed5:0.5 or mixed3,mixed4")
+    knobs.add_argument("--octaves", type=int, metavar="N", help="number of scales, the last at full size")
+    knobs.add_argument("--octave-scale", type=float, metavar="F", help="size ratio between octaves")
+    knobs.add_argument("--steps", type=int, metavar="N", help="gradient ascent steps per octave")
+    knobs.add_argument("--step-size", type=float, metavar="F", help="size of each step")
+    knobs.add_argument("--tile-size", type=int, metavar="PX", help="tile side: bounds memory, not the image size")
+    knobs.add_argument("--jitter", type=int, metavar="PX", help="largest random shift per step (hides tile seams)")
+    knobs.add_argument("--seed", type=int, metavar="N", help="random seed, for a reproducible dream")
+    knobs.add_argument("--no-detail", dest="detail", action="store_false", default=None,
+                       help="do not put back the detail that shrinking an octave loses")
+    local = dream.add_argument_group("in-process engine (used when no daemon answers)")
+    local.add_argument("--in-process", action="store_true", help="do not look for a daemon")
+    local.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
+                       help="model weights: imagenet (downloaded once by Keras), random (untrained, for "
+                            "offline tests), or a weights file (default: imagenet)")
+    local.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                       help="compute precision (default: auto, the fastest correct one for this machine)")
+    dream.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    ping = commands.add_parser("ping", parents=[connection], help="is the daemon up, and what is it running?",
+                               description="Ask the daemon for its state; exit status 1 if none answers.")
+    ping.set_defaults(command=ping_command)
+    ping.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+
+    info = commands.add_parser("info", parents=[connection], help="the daemon's layers, default parameters and limits",
+                               description="Print what the daemon can dream with: layers, defaults, limits.")
+    info.set_defaults(command=info_command)
+    info.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+    return parser
+
+
+def parse_layers(text):
+    """"mixed2:1,mixed5:0.5" or "mixed2,mixed5" -> {name: weight}."""
+    layers = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition(":")
+        try:
+            layers[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: the weight after ':' must be a number") from None
+    if not layers:
+        raise argparse.ArgumentTypeError("give at least one layer, e.g. mixed2:1,mixed5:1")
+    return layers
+
+
+def requested_params(args):
+    """The dream parameters given on the command line; the rest is left to the engine's defaults."""
+    params = {name: getattr(args, name) for name in PARAM_OPTIONS + ("layers", "detail")}
+    return {name: value for name, value in params.items() if value is not None}
+
+
+def connect(args):
+    try:
+        return DreamClient(args.endpoint, timeout=args.timeout, curve_server_key=args.server_key)
+    except (OSError, ValueError) as error:  # an unreadable or malformed key file
+        raise CommandError(f"cannot use the daemon's CURVE key: {error}") from None
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+def ping_command(args):
+    with connect(args) as client:
+        pong = client.ping()
+    if args.json:
+        print(json.dumps(pong, indent=2, sort_keys=True))
+        return
+    work = "busy" if pong.get("busy") else "idle"
+    print(f"{pong.get('state')} at {client.endpoint}: {pong.get('model')} with {pong.get('weights')} weights "
+          f"on {pong.get('device')} ({pong.get('precision')}); {work}, {pong.get('queued', 0)} queued; "
+          f"daemon {pong.get('version')}, protocol {pong.get('protocol')}")
+
+
+def info_command(args):
+    with connect(args) as client:
+        info = client.info()
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return
+    print("layers:  " + " ".join(info.get("layers", [])))
+    print("defaults:")
+    for name, value in sorted(info.get("defaults", {}).items()):
+        print(f"  {name} = {json.dumps(value)}")
+    print("limits:")
+    for name, value in sorted(info.get("limits", {}).items()):
+        print(f"  {name} = {value:,}" if isinstance(value, int) else f"  {name} = {value}")
+
+
+def dream_command(args):
+    output_format(args.output)  # a bad extension should fail now, not after the dream
+    image = read_image(args.input)
+    params = requested_params(args)
+    bar = ProgressBar(enabled=not args.quiet)
+    started = time.monotonic()
+    with connect(args) as client:
+        try:
+            pong = None if args.in_process else find_daemon(client)
+            if pong is None:
+                if not args.in_process:
+                    say(f"no daemon at {client.endpoint}; dreaming in-process (loads the model, slower)")
+                dreamed, record = dream_in_process(image, params, args, bar)
+            else:
+                dreamed, record = dream_on_daemon(client, pong, image, params, args, bar)
+        finally:
+            bar.finish()  # whatever comes next starts on a line of its own
+    for note in write_image(args.output, dreamed, record):
+        say(f"note: {note}")
+    height, width = dreamed.shape[:2]
+    say(f"wrote {args.output} ({width}x{height}) in {time.monotonic() - started:.1f} s")
+
+
+def find_daemon(client):
+    """The daemon's pong once it is ready, or None when no daemon answers."""
+    try:
+        pong = client.ping(timeout=PROBE_TIMEOUT)
+    except DaemonUnavailable:
+        return None
+    deadline = time.monotonic() + LOADING_WAIT
+    if pong.get("state") == "loading":
+        say(f"the daemon at {client.endpoint} is loading its model; waiting")
+    while pong.get("state") == "loading" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        pong = client.ping()
+    if pong.get("state") != "ready":
+        raise CommandError(f"the daemon at {client.endpoint} is not ready (state {pong.get('state')!r}); "
+                           "see its log, or use --in-process")
+    return pong
+
+
+def dream_on_daemon(client, pong, image, params, args, bar):
+    if args.weights != "imagenet" or args.precision != "auto":
+        say(f"note: --weights and --precision apply in-process only; the daemon uses "
+            f"{pong.get('weights')} weights at {pong.get('precision')} (or pass --in-process)")
+    defaults = client.info().get("defaults", {})
+    dreamed = client.dream_array(image, params, progress=bar, timeout=args.timeout)  # Ctrl-C cancels it there
+    return dreamed, describe({**defaults, **params}, pong, f"daemon at {client.endpoint}")
+
+
+def dream_in_process(image, params, args, bar):
+    """The engine in this process: TensorFlow is imported only on this path."""
+    from dream_engine import DreamEngine, DreamError, DreamParams
+
+    try:
+        dream_params = DreamParams.from_dict(params)
+        engine = DreamEngine(weights=args.weights, precision=args.precision)
+        dreamed = engine.dream(image, dream_params, progress=bar)
+    except DreamError as error:
+        raise CommandError(str(error)) from None
+    about = {"model": engine.model, "weights": engine.weights, "precision": engine.precision, "device": engine.device}
+    return dreamed, describe(dream_params.to_dict(), about, "in-process")
+
+
+def describe(params, engine, where):
+    """What goes into the output file's metadata: enough to dream it again."""
+    return {"params": params, "seed": params.get("seed"), "model": engine.get("model"),
+            "weights": engine.get("weights"), "precision": engine.get("precision"),
+            "device": engine.get("device"), "dreamed_by": where}
+
+
+def say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class ProgressBar:
+    """A one-line bar on a terminal; on a pipe or log, a line per tenth of the work."""
+
+    WIDTH = 30
+
+    def __init__(self, enabled=True, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.interactive = self.stream.isatty()
+        self.shown_tenths = -1
+        self.drawn = False
+
+    def __call__(self, event):
+        if not self.enabled:
+            return
+        fraction = min(max(float(event.get("fraction", 0.0)), 0.0), 1.0)
+        where = f"octave {event.get('octave')}/{event.get('octaves')}  step {event.get('step')}/{event.get('steps')}"
+        if self.interactive:
+            filled = int(round(fraction * self.WIDTH))
+            self.stream.write(f"\r[{'#' * filled}{'-' * (self.WIDTH - filled)}] {fraction:4.0%}  {where}")
+            self.drawn = True
+        elif int(fraction * 10) > self.shown_tenths:
+            self.shown_tenths = int(fraction * 10)
+            self.stream.write(f"{fraction:4.0%}  {where}\n")
+        self.stream.flush()
+
+    def finish(self):
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Image files <-> H x W x C numpy arrays for the command line, through Pillow.
+
+Alpha is kept, and 16-bit gray (Pillow's modes I;16 and I) stays 16-bit, so a
+deep image is not dreamed through 8 bits. Where an output format cannot hold
+what the array has (alpha in JPEG, 16 bits in WebP), the file gets the nearest
+thing it can hold and the caller is told what was lost."""
+
+import json
+
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+METADATA_KEY = "deepdream"
+_MODES_FOR_FORMAT = {  # what each format stores of our modes; the rest is converted
+    "PNG": {"L", "LA", "RGB", "RGBA", "I;16"},
+    "JPEG": {"L", "RGB"},
+    "WEBP": {"RGB", "RGBA"},
+    "TIFF": {"L", "LA", "RGB", "RGBA", "I;16", "F"},
+}
+_TIFF_DESCRIPTION = 270
+
+
+class ImageFileError(Exception):
+    """An image file that cannot be read or written; the message is for the user."""
+
+
+def output_format(path):
+    """Pillow's format name for an output path, by its extension."""
+    suffix = str(path).lower().rpartition(".")[2]
+    format_name = FORMATS.get("." + suffix)
+    if format_name is None:
+        raise ImageFileError(f"{path}: unsupported output format; use .png, .jpg, .webp or .tiff")
+    return format_name
+
+
+def read_image(path):
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)  # dream the photo the way it is shown
+            return to_array(image)
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageFileError(f"{path}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{path}: not an image file Pillow can read (PNG, JPEG, WebP, TIFF, ...)") from None
+    except OSError as error:
+        raise ImageFileError(f"{path}: cannot read it ({error})") from None
+
+
+def to_array(image):
+    """H x W x C array: uint8 (C 1..4), uint16 (16-bit gray) or float32 (float gray)."""
+    mode = image.mode
+    if mode.startswith("I;16"):
+        array = np.asarray(image).astype(np.uint16)  # native byte order, whatever the file's
+    elif mode == "I":
+        array = np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+    elif mode == "F":
+        array = np.clip(np.asarray(image), 0.0, 1.0).astype(np.float32)
+    else:
+        has_alpha = "A" in mode or "a" in mode or "transparency" in image.info
+        colour = mode in ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA")
+        if mode == "P":
+            colour = any(a != b or b != c for a, b, c in _palette_triples(image))
+        target = {(False, False): "L", (False, True): "LA", (True, False): "RGB", (True, True): "RGBA"}[
+            (colour, has_alpha)]
+        array = np.asarray(image if mode == target else image.convert(target))
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _palette_triples(image):
+    palette = image.getpalette() or []
+    return zip(palette[0::3], palette[1::3], palette[2::3])
+
+
+def write_image(path, array, metadata):
+    """Write `array` in the format of `path`'s extension with `metadata` (a
+    JSON-able dict) embedded; returns notes on what the format could not hold."""
+    format_name = output_format(path)
+    image, notes = to_image(array, format_name)
+    text = json.dumps(metadata, sort_keys=True)
+    options = {}
+    if format_name == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(METADATA_KEY, text)
+        options["pnginfo"] = info
+    elif format_name == "JPEG":
+        options.update(quality=95, comment=text)
+    elif format_name == "WEBP":
+        options.update(quality=95)
+    elif format_name == "TIFF":
+        options["tiffinfo"] = {_TIFF_DESCRIPTION: text}
+    try:
+        image.save(path, format=format_name, **options)
+    except OSError as error:
+        raise ImageFileError(f"{path}: cannot write it ({error})") from None
+    return notes
+
+
+def to_image(array, format_name):
+    """(Pillow image the format can store, notes on what was lost on the way)."""
+    allowed = _MODES_FOR_FORMAT[format_name]
+    channels = array.shape[2]
+    notes = []
+    if channels == 1 and array.dtype == np.uint16 and "I;16" in allowed:
+        return Image.fromarray(array[:, :, 0]), notes
+    if channels == 1 and array.dtype == np.float32:
+        if "F" in allowed:
+            return Image.fromarray(array[:, :, 0]), notes
+        if "I;16" in allowed:
+            return Image.fromarray(_as_uint16(array)[:, :, 0]), notes
+    if array.dtype != np.uint8:
+        notes.append(f"{format_name} cannot hold this {array.dtype} image; written with 8 bits per channel")
+    eight_bit = _as_uint8(array)
+    image = Image.fromarray(eight_bit[:, :, 0] if channels == 1 else eight_bit)
+    if image.mode in allowed:
+        return image, notes
+    if "A" in image.mode and image.mode.replace("A", "") in allowed:
+        notes.append(f"{format_name} has no alpha channel; the alpha was dropped")
+        return image.convert(image.mode.replace("A", "")), notes
+    return image.convert("RGBA" if "A" in image.mode else "RGB"), notes
+
+
+def _as_uint8(array):
+    if array.dtype == np.uint8:
+        return array
+    scale = 255.0 / (65535.0 if array.dtype == np.uint16 else 1.0)
+    return np.rint(array.astype(np.float32) * scale).astype(np.uint8)
+
+
+def _as_uint16(array):
+    return np.rint(np.clip(array, 0.0, 1.0) * 65535.0).astype(np.uint16)
+
+
+def read_metadata(path):
+    """The metadata write_image embedded, or None (tests and curious users)."""
+    with Image.open(path) as image:
+        text = image.info.get(METADATA_KEY) or image.info.get("comment")
+        if text is None and hasattr(image, "tag_v2"):
+            text = image.tag_v2.get(_TIFF_DESCRIPTION)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return json.loads(text) if text else None
