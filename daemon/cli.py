@@ -52,6 +52,9 @@ def build_parser():
     group.add_argument("--server-key", metavar="KEY",
                        help="the daemon's CURVE public key (Z85 text or a key file), for a daemon "
                             "on a non-loopback address (default: $DEEPDREAM_SERVER_KEY or \"server_key\" in the config)")
+    group.add_argument("--client-key", metavar="FILE",
+                       help="this client's CURVE secret key file, for a daemon that lists authorized clients "
+                            "(default: $DEEPDREAM_CLIENT_KEY or \"client_key\" in the config, else a fresh key)")
 
     parser = argparse.ArgumentParser(
         prog="deepdream", description="DeepDream images with InceptionV3, through the deepdream daemon or in-process.")
@@ -121,7 +124,8 @@ def requested_params(args):
 
 def connect(args):
     try:
-        return DreamClient(args.endpoint, timeout=args.timeout, curve_server_key=args.server_key)
+        return DreamClient(args.endpoint, timeout=args.timeout, curve_server_key=args.server_key,
+                           curve_client_keys=args.client_key)
     except (OSError, ValueError) as error:  # an unreadable or malformed key file
         raise CommandError(f"cannot use the daemon's CURVE key: {error}") from None
 

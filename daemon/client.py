@@ -78,19 +78,39 @@ def resolve_endpoint(explicit=None):
 
 def resolve_server_key(explicit=None):
     """The daemon's CURVE public key, as for the endpoint: explicit, else
-    $DEEPDREAM_SERVER_KEY, else the config file's "server_key"; None means plain TCP.
-    A value may be the Z85 key itself or the path of a zmq.auth key file."""
+    $DEEPDREAM_SERVER_KEY, else the config file's "server_key"; None means no
+    CURVE. The value is the Z85 key itself or the path of its key file (the
+    daemon's server.key)."""
     key = explicit or os.environ.get("DEEPDREAM_SERVER_KEY") or load_config().get("server_key")
     if not key:
         return None
-    if isinstance(key, str) and len(key) == 40 and not os.path.exists(key):
+    if isinstance(key, bytes):
+        key = key.decode("ascii")
+    if len(key) == 40 and not os.path.exists(key):
         return key.encode("ascii")
-    if isinstance(key, bytes) and len(key) == 40:
-        return key
+    return _load_key_file(key)[0]
+
+
+def resolve_client_keys(explicit=None):
+    """This client's CURVE (public, secret) pair: explicit (a pair, or the path
+    of a .key_secret file made by zmq.auth), else $DEEPDREAM_CLIENT_KEY, else the
+    config file's "client_key"; None lets a fresh pair be made per client (enough
+    for a daemon that has no list of authorized clients)."""
+    keys = explicit or os.environ.get("DEEPDREAM_CLIENT_KEY") or load_config().get("client_key")
+    if not keys:
+        return None
+    if isinstance(keys, (tuple, list)):
+        return tuple(key.encode("ascii") if isinstance(key, str) else key for key in keys)
+    public, secret = _load_key_file(keys)
+    if secret is None:
+        raise ValueError(f"{keys} holds no secret key; give the .key_secret file")
+    return public, secret
+
+
+def _load_key_file(path):
     from zmq.auth import load_certificate  # only now: plain-TCP clients never need it
 
-    public, _secret = load_certificate(os.fspath(key))
-    return public
+    return load_certificate(os.path.expanduser(os.fspath(path)))
 
 
 class DreamClient:
@@ -98,14 +118,14 @@ class DreamClient:
         """`timeout`: seconds a ping/info/cancel may take in all (retries included),
         and the silence after which a dream checks that the daemon is still alive.
         `curve_server_key`: the daemon's CURVE public key (Z85 or key file path);
-        `curve_client_keys`: this client's (public, secret) pair, generated when
-        not given (enough for a daemon that accepts any client key)."""
+        `curve_client_keys`: this client's (public, secret) pair or its secret key file,
+        not given: see resolve_client_keys."""
         self.endpoint = resolve_endpoint(endpoint)
         self.timeout = timeout
         self._server_key = resolve_server_key(curve_server_key)
-        if self._server_key and not curve_client_keys:
-            curve_client_keys = zmq.curve_keypair()
-        self._client_keys = curve_client_keys
+        self._client_keys = None
+        if self._server_key:
+            self._client_keys = resolve_client_keys(curve_client_keys) or zmq.curve_keypair()
         self._context = zmq.Context()
 
     # -- requests that may be repeated ------------------------------------------------------
