@@ -205,8 +205,10 @@ def dream_on_daemon(client, pong, image, params, args, bar):
         say(f"note: --weights and --precision apply in-process only; the daemon uses "
             f"{pong.get('weights')} weights at {pong.get('precision')} (or pass --in-process)")
     defaults = client.info().get("defaults", {})
-    dreamed = client.dream_array(image, params, progress=bar, timeout=args.timeout)  # Ctrl-C cancels it there
-    return dreamed, describe({**defaults, **params}, pong, f"daemon at {client.endpoint}")
+    dreamed, result = client.dream_array(image, params, return_result=True, progress=bar,
+                                         timeout=args.timeout)  # Ctrl-C cancels it on the daemon
+    used = {name: value for name, value in result.stats.items() if name in defaults}  # e.g. a smaller tile after OOM
+    return dreamed, describe({**defaults, **params, **used}, {**pong, **result.stats}, f"daemon at {client.endpoint}")
 
 
 def dream_in_process(image, params, args, bar):
@@ -250,12 +252,15 @@ class ProgressBar:
         if not self.enabled:
             return
         fraction = min(max(float(event.get("fraction", 0.0)), 0.0), 1.0)
-        where = f"octave {event.get('octave')}/{event.get('octaves')}  step {event.get('step')}/{event.get('steps')}"
+        if event.get("octave"):
+            where = f"octave {event['octave']}/{event.get('octaves')}  step {event.get('step')}/{event.get('steps')}"
+        else:  # the daemon's heartbeat before the first step
+            where = f"waiting in the daemon's queue (place {event['queued']})" if event.get("queued") else "starting"
         if self.interactive:
             filled = int(round(fraction * self.WIDTH))
             self.stream.write(f"\r[{'#' * filled}{'-' * (self.WIDTH - filled)}] {fraction:4.0%}  {where}")
             self.drawn = True
-        elif int(fraction * 10) > self.shown_tenths:
+        elif event.get("octave") and int(fraction * 10) > self.shown_tenths:
             self.shown_tenths = int(fraction * 10)
             self.stream.write(f"{fraction:4.0%}  {where}\n")
         self.stream.flush()

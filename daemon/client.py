@@ -168,7 +168,9 @@ class DreamClient:
         DreamResult with pixels of the same layout.
 
         `progress(event)` gets each progress event (octave, octaves, step, steps,
-        fraction). `cancel_check()` is asked about ten times a second; when it
+        fraction), heartbeats included: a repeat of the last one, or, while the
+        dream waits in the queue, one with octave 0 and `queued` = its place.
+        `cancel_check()` is asked about ten times a second; when it
         returns true the dream is cancelled on the daemon and DaemonError
         CANCELLED is raised. Ctrl-C (KeyboardInterrupt) cancels it too, then
         propagates. `timeout`: see DreamClient."""
@@ -186,9 +188,11 @@ class DreamClient:
         """Dream an encoded image (PNG, JPEG, WebP, TIFF bytes); the result's pixels are PNG bytes."""
         return self._dream({"format": "encoded"}, data, params, progress, timeout, cancel_check, request_id)
 
-    def dream_array(self, array, params=None, **options):
+    def dream_array(self, array, params=None, return_result=False, **options):
         """Dream a numpy array (H x W or H x W x C; uint8, uint16 or float32 in
-        [0, 1]) and return an array of the same shape and dtype."""
+        [0, 1]) and return an array of the same shape and dtype, or
+        (array, DreamResult) with `return_result` (for its stats). Other
+        options as for dream()."""
         import numpy
 
         original_shape = array.shape
@@ -200,7 +204,8 @@ class DreamClient:
         array = numpy.ascontiguousarray(array, dtype=little_endian)
         height, width, channels = array.shape
         result = self.dream(array, width, height, channels, array.dtype.name, params, **options)
-        return numpy.frombuffer(result.pixels, dtype=little_endian).reshape(original_shape).copy()
+        dreamed = numpy.frombuffer(result.pixels, dtype=little_endian).reshape(original_shape).copy()
+        return (dreamed, result) if return_result else dreamed
 
     def _dream(self, image, payload, params, progress, timeout, cancel_check, request_id):
         silence = self.timeout if timeout is None else timeout
