@@ -1,0 +1,162 @@
+"""The daemon's settings: command line over environment over config file over defaults.
+
+One table (OPTIONS) drives all three sources, so an option added here is at
+once a flag, a DEEPDREAM_* variable and a key of daemon.toml."""
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .protocol import DEFAULT_ENDPOINT, MAX_HEADER_BYTES
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "gpu")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_MAX_PIXELS = 40_000_000  # an 8000 x 5000 photo; memory, not the network, is the bound
+BYTES_PER_PIXEL_WORST = 16  # float32 RGBA, the widest raw payload
+
+
+class ConfigError(Exception):
+    """A setting that cannot work; the message says which and what to do."""
+
+
+@dataclass
+class Settings:
+    endpoints: list = field(default_factory=lambda: [DEFAULT_ENDPOINT])
+    weights: str = "imagenet"
+    precision: str = "auto"
+    device: str = "auto"
+    queue_length: int = 16
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_message_bytes: int = 0  # 0: derived from max_pixels (see finish())
+    log_level: str = "info"
+    curve_keys: str = ""
+
+    def finish(self):
+        """Check every value and fill in the derived ones."""
+        for endpoint in self.endpoints:
+            if not endpoint.startswith(("tcp://", "ipc://")):
+                raise ConfigError(f"endpoint {endpoint!r}: use tcp://HOST:PORT or ipc:///path/to/socket")
+        for name, choices in (("precision", PRECISIONS), ("device", DEVICES), ("log_level", LOG_LEVELS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        for name in ("queue_length", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        if not self.max_message_bytes:
+            self.max_message_bytes = self.max_pixels * BYTES_PER_PIXEL_WORST + MAX_HEADER_BYTES
+        if self.max_message_bytes <= MAX_HEADER_BYTES:
+            raise ConfigError(f"--max-message-bytes must be larger than the {MAX_HEADER_BYTES}-byte header limit")
+        return self
+
+
+# (name, type, metavar, help); the flag is --name-with-dashes, the variable DEEPDREAM_NAME.
+OPTIONS = (
+    ("endpoint", str, "URL",
+     f"where to listen: tcp://HOST:PORT or ipc:///path; repeat for several (default {DEFAULT_ENDPOINT}). "
+     "Addresses other than loopback need --curve-keys. In the environment: several separated by commas"),
+    ("weights", str, "WHICH", "imagenet (downloaded once by Keras), random (untrained, for tests), or a weights file path"),
+    ("precision", str, "P", f"{' | '.join(PRECISIONS)}; auto picks float16 on a GPU, bfloat16 on CPUs that have it"),
+    ("device", str, "D", f"{' | '.join(DEVICES)}; cpu hides every GPU from TensorFlow"),
+    ("queue_length", int, "N", "dreams that may wait behind the running one; more are refused with QUEUE_FULL (default 16)"),
+    ("max_pixels", int, "N", f"largest image (width x height) accepted (default {DEFAULT_MAX_PIXELS:,})"),
+    ("max_message_bytes", int, "N", "largest request ZeroMQ accepts; bigger ones are dropped unread "
+     "(default: enough for --max-pixels of float32 RGBA)"),
+    ("log_level", str, "LEVEL", f"{' | '.join(LOG_LEVELS)} (default info); logs go to stderr"),
+    ("curve_keys", str, "DIR", "enable CURVE encryption with the server key pair in DIR (created when missing: "
+     "server.key is what clients need). Client public keys in DIR/authorized_clients/*.key restrict who may "
+     "connect; without any, every client that knows server.key may"),
+)
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def default_config_file(environ=os.environ):
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "deepdream" / "daemon.toml"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="deepdream-daemon",
+        description="Serve DeepDream over ZeroMQ: InceptionV3 is loaded and compiled once, then GIMP, "
+                    "the deepdream CLI and scripts send images and get them back dreamed.",
+        epilog="Every option can also come from the environment (DEEPDREAM_ENDPOINT, DEEPDREAM_WEIGHTS, ... "
+               "the flag's name in capitals) or from the config file, a TOML file with the same names "
+               "(endpoint = [\"tcp://127.0.0.1:5555\"], weights = \"random\", max_pixels = 20000000). "
+               "The command line wins over the environment, which wins over the file.",
+    )
+    for name, kind, metavar, text in OPTIONS:
+        action = "append" if name == "endpoint" else "store"
+        parser.add_argument(_flag(name), dest=name, type=kind, metavar=metavar, help=text, action=action)
+    parser.add_argument("--config", metavar="FILE", type=Path,
+                        help="settings file (default $DEEPDREAM_CONFIG, else $XDG_CONFIG_HOME/deepdream/daemon.toml "
+                             "when it exists)")
+    return parser
+
+
+def load_settings(argv=None, environ=os.environ):
+    """Settings from the command line, environment and config file; argparse exits on bad flags,
+    ConfigError reports bad values."""
+    args = build_parser().parse_args(argv)
+    values = {}
+    values.update(_from_file(args.config or environ.get("DEEPDREAM_CONFIG"), environ))
+    values.update(_from_environment(environ))
+    values.update({name: value for name, value in vars(args).items() if value is not None and name != "config"})
+    if "endpoint" in values:
+        values["endpoints"] = values.pop("endpoint")
+    return Settings(**values).finish()
+
+
+def _from_environment(environ):
+    values = {}
+    for name, kind, _metavar, _help in OPTIONS:
+        raw = environ.get("DEEPDREAM_" + name.upper())
+        if raw is None or raw == "":
+            continue
+        if name == "endpoint":
+            values[name] = [part.strip() for part in raw.split(",") if part.strip()]
+        else:
+            values[name] = _convert(kind, raw, "DEEPDREAM_" + name.upper())
+    return values
+
+
+def _from_file(path, environ):
+    explicit = path is not None
+    path = Path(path) if explicit else default_config_file(environ)
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"the config file {path} does not exist")
+        return {}
+    import tomllib  # Python 3.11+; only needed when a file is there
+
+    try:
+        table = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read the config file {path}: {error}") from None
+    known = {name: kind for name, kind, _metavar, _help in OPTIONS}
+    values = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"{path}: unknown setting {key!r}; known ones are {', '.join(known)}")
+        if name == "endpoint":
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise ConfigError(f"{path}: endpoint must be a string or a list of strings")
+        else:
+            value = _convert(known[name], value, f"{path}: {key}")
+        values[name] = value
+    return values
+
+
+def _convert(kind, value, where):
+    if kind is int and isinstance(value, str):
+        value = value.replace("_", "")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {'a whole number' if kind is int else 'text'}, got {value!r}") from None

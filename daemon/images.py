@@ -1,0 +1,98 @@
+"""Payload frames <-> numpy images.
+
+`inspect` runs on the I/O thread and only reads the description (and an
+encoded file's header), so a lying or huge request is refused before any
+pixel is allocated; `decode` and `encode` run on the worker thread."""
+
+import io
+
+import numpy as np
+
+from .protocol import DTYPE_SIZES, ProtocolError, raw_payload_size
+
+_LITTLE_ENDIAN = {name: np.dtype(name).newbyteorder("<") for name in DTYPE_SIZES}
+# Pillow mode -> (mode to convert to, dtype): what an encoded image is dreamed as.
+_MODES = {"L": ("L", "uint8"), "LA": ("LA", "uint8"), "RGB": ("RGB", "uint8"), "RGBA": ("RGBA", "uint8"),
+          "I;16": ("I;16", "uint16"), "I;16L": ("I;16", "uint16"), "I;16B": ("I;16", "uint16"),
+          "I": ("I;16", "uint16"), "P": ("RGBA", "uint8"), "PA": ("RGBA", "uint8"), "1": ("L", "uint8")}
+
+
+def inspect(description, payload_size, max_pixels):
+    """(width, height) of the image a request carries; raises ProtocolError when
+    the description is wrong, the payload does not match it, or it is too big."""
+    if not isinstance(description, dict):
+        raise ProtocolError("BAD_REQUEST", "`image` must be a map describing the payload frame")
+    kind = description.get("format")
+    if kind == "raw":
+        expected = raw_payload_size(description)
+        width, height = description["width"], description["height"]
+        check_pixels(width, height, max_pixels)
+        if payload_size != expected:
+            raise ProtocolError(
+                "BAD_REQUEST",
+                f"the payload has {payload_size} bytes but a {width}x{height} {description['dtype']} image with "
+                f"{description['channels']} channels needs {expected}",
+            )
+        return width, height
+    if kind == "encoded":
+        if not payload_size:
+            raise ProtocolError("BAD_REQUEST", "an encoded image needs the file's bytes as the second frame")
+        return None  # size known only after reading the file's header, done by decode()
+    raise ProtocolError("BAD_REQUEST", f"`image.format` must be \"raw\" or \"encoded\", got {kind!r}")
+
+
+def check_pixels(width, height, max_pixels):
+    if width * height > max_pixels:
+        raise ProtocolError(
+            "TOO_LARGE",
+            f"the image is {width}x{height} = {width * height:,} pixels; this daemon accepts at most {max_pixels:,} "
+            f"(scale it down, or start the daemon with a larger --max-pixels)",
+        )
+
+
+def decode(description, payload, max_pixels):
+    """The request's image as an H x W x C array, and how to encode the result."""
+    if description["format"] == "raw":
+        dtype = _LITTLE_ENDIAN[description["dtype"]]
+        shape = (description["height"], description["width"], description["channels"])
+        return np.frombuffer(payload, dtype=dtype).reshape(shape)
+    return _decode_file(payload, max_pixels)
+
+
+def _decode_file(payload, max_pixels):
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        picture = Image.open(io.BytesIO(payload))
+        check_pixels(*picture.size, max_pixels)  # from the header: nothing decoded yet
+        picture = ImageOps.exif_transpose(picture)  # phones store portraits sideways plus a rotation tag
+        mode, dtype = _MODES.get(picture.mode, ("RGB", "uint8"))
+        if picture.mode == "I":
+            picture = picture.point(lambda value: min(max(value, 0), 65535))
+        picture = picture.convert(mode) if picture.mode != mode else picture
+        array = np.asarray(picture, dtype=np.dtype(dtype))
+    except ProtocolError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ProtocolError("TOO_LARGE", str(error)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise ProtocolError("IMAGE_DECODE", f"the payload is not an image Pillow can read "
+                                            f"(PNG, JPEG, WebP, TIFF, ...): {error}") from None
+    return array if array.ndim == 3 else array[..., None]
+
+
+def encode(array, description):
+    """(image description, payload bytes) of a result: raw as the request came, else PNG."""
+    height, width, channels = array.shape
+    if description["format"] == "raw":
+        pixels = np.ascontiguousarray(array, dtype=_LITTLE_ENDIAN[description["dtype"]])
+        return dict(description), memoryview(pixels).cast("B")
+    from PIL import Image
+
+    # Encoded requests decode to uint8 of 1-4 channels or 16-bit gray, all of which PNG holds as they are.
+    picture = Image.fromarray(array[..., 0] if channels == 1 else array)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    result = {"format": "encoded", "encoding": "png", "width": width, "height": height,
+              "channels": channels, "dtype": array.dtype.name}
+    return result, buffer.getbuffer()

@@ -1,0 +1,128 @@
+"""Who may reach the daemon: loopback by default, CURVE for anything wider,
+private folders for ipc sockets, and one daemon per endpoint."""
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import zmq
+
+from .config import ConfigError
+
+log = logging.getLogger("deepdream.daemon")
+
+SERVER_KEY_NAME = "server"
+AUTHORIZED_CLIENTS = "authorized_clients"
+
+
+def check_endpoint(endpoint, encrypted):
+    """Refuse an endpoint that would let strangers in without CURVE."""
+    if endpoint.startswith("tcp://") and not encrypted and not is_loopback(endpoint):
+        raise ConfigError(
+            f"refusing to listen on {endpoint} without encryption: anyone who can reach this machine could send "
+            f"it work and read the images. Use a loopback address (tcp://127.0.0.1:PORT), or pass "
+            f"--curve-keys DIR to encrypt and authenticate the connection."
+        )
+    if endpoint.startswith("ipc://@") and not encrypted:
+        raise ConfigError(f"refusing {endpoint}: abstract ipc sockets have no file permissions; "
+                          f"use a path such as ipc://$XDG_RUNTIME_DIR/deepdream/daemon.sock")
+
+
+def is_loopback(endpoint):
+    host = urlsplit(endpoint).hostname or ""
+    if host in ("localhost", "lo"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a host name: may face the network
+
+
+def prepare_ipc(endpoint):
+    """Make the socket's folder private (0700) and refuse to take over a socket
+    another daemon is serving: ZeroMQ would silently unlink and rebind it."""
+    path = Path(endpoint[len("ipc://"):])
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True)
+    mode = folder.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) or folder.stat().st_uid != os.getuid():
+        raise ConfigError(
+            f"refusing {endpoint}: the folder {folder} is open to other users, who could connect to the socket. "
+            f"Put it in a private folder (chmod 700 {folder}), e.g. ipc://$XDG_RUNTIME_DIR/deepdream/daemon.sock"
+        )
+    if path.exists() and _unix_socket_answers(path):
+        raise already_in_use(endpoint)
+
+
+def _unix_socket_answers(path):
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False  # a stale file from a daemon that died: binding replaces it
+    finally:
+        probe.close()
+
+
+def already_in_use(endpoint):
+    return ConfigError(
+        f"{endpoint} is already in use: another deepdream-daemon (or another program) is listening there. "
+        f"Stop it first (systemctl --user stop deepdream), or give this one another --endpoint."
+    )
+
+
+def bind(router, endpoint):
+    try:
+        router.bind(endpoint)
+    except zmq.ZMQError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise already_in_use(endpoint) from None
+        raise ConfigError(f"cannot listen on {endpoint}: {error.strerror}") from None
+
+
+def server_keys(folder):
+    """(public, secret) of the daemon, created in `folder` (0700, key files 0600) on first use."""
+    import zmq.auth
+
+    folder = Path(folder).expanduser()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret_file = folder / f"{SERVER_KEY_NAME}.key_secret"
+    if not secret_file.exists():
+        old_umask = os.umask(0o077)  # the secret must never exist readable by others, not even briefly
+        try:
+            public_file, secret_file = zmq.auth.create_certificates(str(folder), SERVER_KEY_NAME)
+        finally:
+            os.umask(old_umask)
+        for made in (public_file, secret_file):
+            os.chmod(made, 0o600)
+        log.info("created the CURVE key pair %s; clients need %s", secret_file, public_file)
+    return zmq.auth.load_certificate(str(secret_file))
+
+
+def start_curve(context, router, folder):
+    """Make `router` a CURVE server and start the ZAP handler that vets client keys.
+    Returns the authenticator (stop it at exit)."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    public, secret = server_keys(folder)
+    router.curve_server = True
+    router.curve_publickey = public
+    router.curve_secretkey = secret
+    authenticator = ThreadAuthenticator(context, log=logging.getLogger("deepdream.daemon.auth"))
+    authenticator.start()
+    authorized = Path(folder).expanduser() / AUTHORIZED_CLIENTS
+    if authorized.is_dir() and any(authorized.glob("*.key")):
+        authenticator.configure_curve(domain="*", location=str(authorized))
+        log.info("CURVE on: only clients whose keys are in %s may connect", authorized)
+    else:
+        authenticator.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+        log.info("CURVE on: any client that knows the server key may connect (put client keys in %s to restrict)",
+                 authorized)
+    return authenticator

@@ -1,0 +1,266 @@
+"""The I/O thread: one ROUTER socket, never blocked by TensorFlow.
+
+It parses and answers requests, queues dreams for the worker, forwards what
+the worker posts (progress, results) to the right client, and notices clients
+that went away: with ROUTER_MANDATORY a send to a peer whose connection closed
+fails with EHOSTUNREACH, so every progress event is also a liveness probe.
+Dreams that asked for progress get one at least every HEARTBEAT_S, even while
+queued or inside a long step, so a vanished DEALER client (GIMP kills a plug-in
+whose progress bar is cancelled) is noticed within about a second. A REQ client
+cannot receive anything but its one reply, so it cannot be probed: its dream
+runs to the end even if it went away."""
+
+import errno
+import logging
+import time
+
+import zmq
+
+from . import images
+from .jobs import Job, QueueFull
+from .protocol import MAX_HEADER_BYTES, VERSION, ProtocolError, error, pack, unpack
+
+log = logging.getLogger("deepdream.daemon")
+
+HEARTBEAT_S = 1.0
+POLL_MS = 250  # also how soon a SIGTERM is noticed
+SHUTDOWN_GRACE_S = 30.0  # how long a running dream gets to reach its next step after SIGTERM
+
+
+class Server:
+    def __init__(self, settings, router, bell, jobs, worker, outbox, version):
+        self.settings = settings
+        self.router = router
+        self.bell = bell  # PULL end of the outbox's wake-up socket
+        self.jobs = jobs
+        self.worker = worker
+        self.outbox = outbox
+        self.version = version
+        self.active = {}  # (peer, request id) -> Job, queued or running
+        self.stop_requested = False  # set by the SIGTERM handler
+        self._shutdown_deadline = None
+        self._ops = {"ping": self._ping, "info": self._info, "dream": self._dream, "cancel": self._cancel}
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def serve(self):
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.bell, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll(POLL_MS))
+            if self.bell in ready:
+                self._deliver_posts()
+            if self.router in ready:
+                self._receive_all()
+            self._probe_waiting_clients()
+            if self.stop_requested and self._shutdown_deadline is None:
+                self._begin_shutdown()
+            if self._shutdown_deadline is not None and self._finished_shutting_down():
+                return
+
+    def _receive_all(self):
+        while True:
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._handle(frames)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _handle(self, frames):
+        # A REQ client's envelope ends with an empty delimiter frame, a DEALER's may not:
+        # replies go back in the same shape.
+        delimited = len(frames) > 1 and len(frames[1]) == 0
+        envelope = [frames[0].bytes, b""] if delimited else [frames[0].bytes]
+        body = frames[len(envelope):]
+        request_id = None
+        try:
+            if not body:
+                raise ProtocolError("BAD_REQUEST", "the message has no header frame")
+            header = unpack(body[0].bytes)
+            request_id = header.get("id")
+            if not isinstance(request_id, (str, int, type(None))) or isinstance(request_id, bool):
+                request_id = None
+                raise ProtocolError("BAD_REQUEST", "`id` must be a string (or a whole number)")
+            if len(body) > 2:
+                raise ProtocolError("BAD_REQUEST", f"the message has {len(body)} frames after the envelope; "
+                                                   f"a request is a header frame and at most one payload frame")
+            if header.get("v") != VERSION:
+                raise ProtocolError("UNSUPPORTED_VERSION", f"this daemon speaks protocol version {VERSION}; the "
+                                                           f"request says v={header.get('v')!r}")
+            op = self._ops.get(header.get("op"))
+            if op is None:
+                raise ProtocolError("UNKNOWN_OP", f"unknown op {header.get('op')!r}; the ops are "
+                                                  f"{', '.join(self._ops)}")
+            payload = body[1] if len(body) == 2 else None
+            if payload is not None and header["op"] != "dream":
+                raise ProtocolError("BAD_REQUEST", f"`{header['op']}` takes no payload frame")
+            reply = op(envelope, request_id, header, payload)
+        except ProtocolError as failure:
+            log.info("request %r from %s refused: %s %s", request_id, _peer(envelope), failure.code, failure.message)
+            reply = error(request_id, failure.code, failure.message)
+        if reply is not None:
+            self._send(envelope, reply)
+
+    def _ping(self, envelope, request_id, header, payload):
+        pong = {"type": "pong", "id": request_id, "state": self.worker.state,
+                "busy": self.worker.current is not None, "queued": len(self.jobs),
+                **self.worker.describe(), "version": self.version, "protocol": VERSION}
+        if self.worker.error:
+            pong["error"] = self.worker.error
+        return pong
+
+    def _info(self, envelope, request_id, header, payload):
+        self._require_ready()
+        from dream_engine.model import MIN_SIDE  # loaded by the worker already: no TensorFlow import here
+
+        limits = {"max_pixels": self.settings.max_pixels, "max_message_bytes": self.settings.max_message_bytes,
+                  "max_header_bytes": MAX_HEADER_BYTES, "queue_length": self.settings.queue_length,
+                  "min_side": MIN_SIDE, "dtypes": ["uint8", "uint16", "float32"], "channels": [1, 2, 3, 4]}
+        return {"type": "info", "id": request_id, "layers": list(self.worker.engine.layers),
+                "defaults": self.worker.defaults, "limits": limits, **self.worker.describe(),
+                "version": self.version, "protocol": VERSION}
+
+    def _require_ready(self):
+        if self.worker.state == "error":
+            raise ProtocolError("NOT_READY", self.worker.not_ready_message())
+        if self.worker.state != "ready":
+            raise ProtocolError("NOT_READY", "the model is still loading; try again in a few seconds "
+                                             "(ping says state=ready when it is done)")
+
+    def _dream(self, envelope, request_id, header, payload):
+        if self._shutdown_deadline is not None:
+            raise ProtocolError("SHUTTING_DOWN", "the daemon is shutting down; send the dream again once it is back")
+        if self.worker.state == "error":
+            self._require_ready()
+        if request_id is None or request_id == "":
+            raise ProtocolError("BAD_REQUEST", "a dream needs an `id`, so that its replies and a cancel can name it")
+        wants_progress = header.get("progress", False)
+        if not isinstance(wants_progress, bool):
+            raise ProtocolError("BAD_REQUEST", "`progress` must be true or false")
+        params = header.get("params", {})
+        if not isinstance(params, dict):
+            raise ProtocolError("INVALID_PARAMS", "`params` must be a map of parameter names to values")
+        if self.worker.state == "ready":
+            self.worker.validate(params)  # early answer; while loading the worker checks them when the job starts
+        description = header.get("image")
+        size = images.inspect(description, len(payload) if payload is not None else 0, self.settings.max_pixels)
+        key = (envelope[0], request_id)
+        if key in self.active:
+            raise ProtocolError("BAD_REQUEST", f"a dream with id {request_id!r} from this client is already "
+                                               f"queued or running; use a new id for each dream")
+        label = f"{size[0]}x{size[1]}" if size else f"{len(payload)}-byte file"
+        job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label)
+        try:
+            self.jobs.put(job)
+        except QueueFull:
+            raise ProtocolError("QUEUE_FULL", f"{self.settings.queue_length} dreams are already waiting; "
+                                              f"try again when one has finished") from None
+        self.active[key] = job
+        return None  # the worker answers
+
+    def _cancel(self, envelope, request_id, header, payload):
+        target = header.get("target")
+        if target is None:
+            raise ProtocolError("BAD_REQUEST", "`cancel` needs `target`: the id of the dream to stop")
+        # The canceller's own dream if it has one by that id; else any client's (a REQ
+        # client, blocked on its dream, can only be cancelled from another socket).
+        own = self.active.get((envelope[0], target))
+        targets = [own] if own else [job for job in self.active.values() if job.request_id == target]
+        for job in targets:
+            self._stop(job, "cancel")
+        return {"type": "cancelled", "id": request_id, "target": target, "found": bool(targets)}
+
+    # -- jobs ending ----------------------------------------------------------------------------
+
+    def _stop(self, job, reason):
+        """End a dream: a waiting one at once, a running one at its next step."""
+        job.stop(reason)
+        if self.jobs.remove(job):
+            self._finish(job, None if reason == "vanished" else self.worker_stop_reply(job, reason))
+            log.info("job %r %s: stopped while waiting (%s)", job.request_id, job.size, reason)
+
+    @staticmethod
+    def worker_stop_reply(job, reason):
+        from .worker import STOP_CODES, STOP_MESSAGES
+
+        return error(job.request_id, STOP_CODES[reason], STOP_MESSAGES[reason])
+
+    def _finish(self, job, reply, payload=None):
+        self.active.pop((job.peer, job.request_id), None)
+        if reply is not None and not self._send(job.envelope, reply, payload) and reply["type"] == "result":
+            log.info("job %r: its client went away before the result could be sent", job.request_id)
+
+    def _deliver_posts(self):
+        while True:
+            try:
+                self.bell.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        for job, header, payload in self.outbox.drain():
+            if header["type"] == "progress":
+                self._send_progress(job, header)
+            else:
+                self._finish(job, header, payload)
+
+    def _send_progress(self, job, event):
+        if job.stop_reason:
+            return
+        job.last_progress, job.last_sent = event, time.monotonic()
+        if not self._send(job.envelope, event):
+            log.info("job %r: its client went away; stopping the dream", job.request_id)
+            self._stop(job, "vanished")
+
+    def _probe_waiting_clients(self):
+        """Repeat the last progress event (or a 'waiting' one) to every dream that asked
+        for progress and has heard nothing for HEARTBEAT_S: a liveness probe."""
+        now = time.monotonic()
+        waiting = {id(job): place for place, job in enumerate(self.jobs.snapshot(), 1)}
+        for job in list(self.active.values()):
+            if job.wants_progress and now - job.last_sent >= HEARTBEAT_S:
+                event = job.last_progress or {"type": "progress", "id": job.request_id, "octave": 0, "octaves": 0,
+                                              "step": 0, "steps": 0, "fraction": 0.0}
+                self._send_progress(job, {**event, "queued": waiting.get(id(job), 0)})
+
+    def _send(self, envelope, header, payload=None):
+        """Send without ever blocking; False when the peer is gone."""
+        frames = [*envelope, pack(header)] + ([payload] if payload is not None else [])
+        try:
+            self.router.send_multipart(frames, zmq.NOBLOCK, copy=payload is None)
+            return True
+        except zmq.Again:
+            log.warning("a reply to %s was dropped: the client does not read its messages", _peer(envelope))
+            return True  # alive, just slow
+        except zmq.ZMQError as failure:
+            if failure.errno == errno.EHOSTUNREACH:
+                return False
+            raise
+
+    # -- shutting down --------------------------------------------------------------------------
+
+    def _begin_shutdown(self):
+        from .notify import notify
+
+        log.info("stopping: no new dreams; the running one ends at its next step")
+        notify("STOPPING=1", "STATUS=stopping")
+        self._shutdown_deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for job in self.jobs.close():
+            self._finish(job, self.worker_stop_reply(job, "shutdown"))
+        for job in list(self.active.values()):
+            job.stop("shutdown")
+
+    def _finished_shutting_down(self):
+        if self.worker.state == "loading":
+            return True  # TensorFlow cannot be interrupted mid-import; nothing is running
+        if self.worker.is_alive() and time.monotonic() < self._shutdown_deadline:
+            return False
+        self._deliver_posts()
+        for job in list(self.active.values()):  # a step that outlived the grace period
+            self._finish(job, self.worker_stop_reply(job, "shutdown"))
+        return True
+
+
+def _peer(envelope):
+    return envelope[0].hex()[:10]

@@ -1,0 +1,220 @@
+"""The worker thread: the only thread that touches TensorFlow.
+
+It imports and loads the engine (so the I/O thread answers pings meanwhile),
+warms it with a tiny dream so the first real one does not pay for compiling,
+then runs queued jobs one at a time. What it has to say (progress, results)
+goes through an Outbox to the I/O thread, which owns the socket."""
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import zmq
+
+from . import images
+from .notify import notify, status
+from .protocol import ProtocolError, error
+
+log = logging.getLogger("deepdream.daemon")
+
+MIN_TILE = 128  # DreamParams' smallest tile_size
+STOP_CODES = {"cancel": "CANCELLED", "vanished": "CANCELLED", "shutdown": "SHUTTING_DOWN"}
+STOP_MESSAGES = {
+    "cancel": "the dream was cancelled, as asked",
+    "vanished": "the client went away, so its dream was stopped",
+    "shutdown": "the daemon is shutting down; send the dream again once it is back",
+}
+
+
+class Outbox:
+    """Worker -> I/O thread messages: Python objects on a queue, plus a byte on
+    an inproc socket to wake the I/O thread's poller."""
+
+    def __init__(self, context, address):
+        self._context = context
+        self._address = address
+        self._messages = queue.SimpleQueue()
+        self._local = threading.local()  # a zmq socket belongs to the thread that made it
+
+    def post(self, job, header, payload=None):
+        self._messages.put((job, header, payload))
+        bell = getattr(self._local, "bell", None)
+        if bell is None:
+            bell = self._local.bell = self._context.socket(zmq.PUSH)
+            bell.setsockopt(zmq.LINGER, 0)
+            bell.connect(self._address)
+        try:
+            bell.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the I/O thread has wake-ups pending already; it will drain this message too
+
+    def close_thread_socket(self):
+        """Close the calling thread's wake-up socket, so that the context can terminate."""
+        bell = getattr(self._local, "bell", None)
+        if bell is not None:
+            bell.close()
+            self._local.bell = None
+
+    def drain(self):
+        while True:
+            try:
+                yield self._messages.get_nowait()
+            except queue.Empty:
+                return
+
+
+class Worker(threading.Thread):
+    def __init__(self, settings, jobs, outbox):
+        super().__init__(name="dream-worker", daemon=True)
+        self.settings = settings
+        self.jobs = jobs
+        self.outbox = outbox
+        self.state = "loading"  # -> "ready" or "error"; read by the I/O thread
+        self.error = ""
+        self.current = None  # the running Job
+        self.engine = None
+        self.defaults = {}
+        self._params_type = None
+
+    # -- read by the I/O thread (plain attribute reads; safe under the GIL) --------------------------
+
+    def describe(self):
+        """What ping reports about the model."""
+        engine = self.engine
+        return {"model": "inception_v3", "weights": engine.weights if engine else self.settings.weights,
+                "device": engine.device if engine else self.settings.device,
+                "precision": engine.precision if engine else self.settings.precision}
+
+    def validate(self, params):
+        """Check a request's params against the loaded model; raises ProtocolError."""
+        from dream_engine.errors import DreamError  # imported already: only called once ready
+
+        try:
+            checked = self._params_type.from_dict(params)
+        except DreamError as failure:
+            raise ProtocolError(failure.code, f"bad params: {failure}") from None
+        unknown = [name for name in checked.layers if name not in self.engine.layers]
+        if unknown:
+            raise ProtocolError("UNKNOWN_LAYER", f"unknown layer {unknown[0]!r}; this model has "
+                                                 f"{', '.join(self.engine.layers)}")
+        return checked
+
+    # -- the thread ---------------------------------------------------------------------------------
+
+    def run(self):
+        try:
+            self._load()
+        except Exception as failure:  # noqa: BLE001  whatever it was, the daemon stays up to say so
+            self.error = str(failure) or type(failure).__name__
+            self.state = "error"
+            log.error("the model could not be loaded: %s", self.error)
+            status(f"error: {self.error.splitlines()[0]}")
+        try:
+            while (job := self.jobs.take()) is not None:
+                if self.state == "error":
+                    self.outbox.post(job, error(job.request_id, "NOT_READY", self.not_ready_message()))
+                else:
+                    self._run(job)
+        finally:
+            self.outbox.close_thread_socket()
+
+    def not_ready_message(self):
+        return f"the daemon could not load its model: {self.error}"
+
+    def _load(self):
+        status("loading the model")
+        started = time.monotonic()
+        from dream_engine import DreamEngine, DreamParams  # TensorFlow loads here, off the I/O thread
+
+        if self.settings.device == "gpu":
+            import tensorflow as tf
+
+            if not tf.config.list_physical_devices("GPU"):
+                raise RuntimeError("--device gpu was asked for, but TensorFlow sees no GPU "
+                                   "(check the CUDA driver, or use --device auto)")
+        engine = DreamEngine(weights=self.settings.weights, precision=self.settings.precision,
+                             max_pixels=self.settings.max_pixels)
+        self._params_type = DreamParams
+        self.defaults = DreamParams().to_dict()
+        status("compiling the dream step")
+        # One tiny dream traces and compiles the step for the default layers, so the
+        # first client does not wait for it. Noise, not a flat image: its gradient is real.
+        noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+        engine.dream(noise, DreamParams(octaves=1, steps=1, jitter=0))
+        self.engine = engine
+        self.state = "ready"
+        log.info("ready: %s weights, %s, %s, in %.1f s", engine.weights, engine.device, engine.precision,
+                 time.monotonic() - started)
+        notify("READY=1", "STATUS=ready, idle")
+
+    def _run(self, job):
+        self.current = job
+        status(f"dreaming {job.size} ({len(self.jobs)} waiting)")
+        started = time.monotonic()
+        header, payload = self._answer(job)
+        seconds = time.monotonic() - started
+        if header["type"] == "result":
+            header["stats"]["seconds"] = round(seconds, 3)
+            outcome = "done"
+        else:
+            outcome = f"{header['code']} ({job.stop_reason})" if job.stop_reason else header["code"]
+        log.info("job %r %s: %s in %.2f s (waited %.2f s)", job.request_id, job.size, outcome, seconds,
+                 started - job.received)
+        self.outbox.post(job, header, payload)
+        self.current = None
+        status(f"ready, {'idle' if not len(self.jobs) else f'{len(self.jobs)} waiting'}")
+
+    def _answer(self, job):
+        """The final (header, payload) for a job; every failure becomes a coded error."""
+        from dream_engine.errors import DreamCancelled, DreamError
+
+        try:
+            if job.stop_reason:
+                raise DreamCancelled("stopped before it started")
+            params = self.validate(job.params)
+            image = images.decode(job.description, job.payload, self.settings.max_pixels)
+            job.size = f"{image.shape[1]}x{image.shape[0]}x{image.shape[2]} {image.dtype}"
+            dreamed, params = self._dream(job, image, params)
+            description, payload = images.encode(dreamed, job.description)
+        except ProtocolError as failure:
+            return error(job.request_id, failure.code, failure.message), None
+        except DreamCancelled:
+            reason = job.stop_reason or "cancel"
+            return error(job.request_id, STOP_CODES[reason], STOP_MESSAGES[reason]), None
+        except DreamError as failure:
+            return error(job.request_id, failure.code, str(failure)), None
+        except MemoryError:
+            return error(job.request_id, "OUT_OF_MEMORY", "the machine ran out of memory for this image; "
+                                                          "try a smaller image"), None
+        except Exception as failure:  # noqa: BLE001  a bug must cost one request, not the daemon
+            log.exception("job %r failed", job.request_id)
+            return error(job.request_id, "INTERNAL", f"the daemon failed on this request ({type(failure).__name__}: "
+                                                     f"{failure}); see its log"), None
+        stats = {"octaves": params.octaves, "steps": params.steps, "seed": params.seed, "layers": params.layers,
+                 "octave_scale": params.octave_scale, "step_size": params.step_size, "tile_size": params.tile_size,
+                 "jitter": params.jitter, **self.describe()}
+        return {"type": "result", "id": job.request_id, "image": description, "stats": stats}, payload
+
+    def _dream(self, job, image, params):
+        """Dream, retrying with smaller tiles when the device runs out of memory."""
+        from dream_engine.errors import OutOfMemory
+
+        def progress(event):
+            fraction = max(event["fraction"], (job.last_progress or {}).get("fraction", 0.0))
+            self.outbox.post(job, {"type": "progress", "id": job.request_id, **event, "fraction": fraction})
+
+        while True:
+            try:
+                return self.engine.dream(image, params, progress=progress if job.wants_progress else None,
+                                         should_stop=lambda: bool(job.stop_reason)), params
+            except OutOfMemory:
+                smaller = min(params.tile_size, max(image.shape[:2])) // 2
+                if smaller < MIN_TILE:
+                    raise OutOfMemory("out of memory even with the smallest tiles; try a smaller image, "
+                                      "or stop other programs that use the GPU") from None
+                log.warning("job %r: out of memory with %d px tiles, retrying with %d px", job.request_id,
+                            params.tile_size, smaller)
+                params = replace(params, tile_size=smaller)
