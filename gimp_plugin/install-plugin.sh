@@ -1,3 +1,138 @@
 #!/usr/bin/env bash
-# Placeholder until the GIMP plug-in issue lands.
-exit 0
+# Install the DeepDream plug-in into GIMP 3 (install.sh runs this; safe to run again).
+#
+#   gimp_plugin/install-plugin.sh --venv VENV [--plugin-dir DIR] [--skip]
+#
+# Copies deepdream.py and the wire code it shares with the client library
+# (daemon/__init__.py, protocol.py, client.py, as a package `daemon/` beside
+# it) into DIR/deepdream/, or into every GIMP 3.x user plug-ins folder found:
+# ~/.config/GIMP/3.*/plug-ins and Flatpak's ~/.var/app/org.gimp.GIMP/config/GIMP/3.*/plug-ins.
+# Checks that GIMP's Python can import zmq and msgpack, and records in
+# $XDG_CONFIG_HOME/deepdream/client.json how GIMP may start the daemon
+# ("start_command") and where to find it ("endpoint"), keeping keys already there.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+venv="" plugin_dir="" skip=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --venv) venv="${2:?--venv needs a folder}"; shift ;;
+        --plugin-dir) plugin_dir="${2:?--plugin-dir needs a folder}"; shift ;;
+        --skip) skip=1 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install-plugin.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+say() { printf '==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+if [ "$skip" = 1 ]; then say "GIMP plug-in: skipped (--no-gimp)"; exit 0; fi
+[ -n "$venv" ] || { echo "install-plugin.sh: --venv VENV is required" >&2; exit 2; }
+venv="$(cd "$venv" && pwd)"
+python="$venv/bin/python"
+[ -x "$python" ] || python="$(command -v python3)"
+
+# The GIMP 3 version installed natively (3.0, 3.2, ...), empty when none.
+native_version() {
+    local exe
+    for exe in gimp-3.2 gimp-3.0 gimp gimp-console-3.0; do
+        command -v "$exe" >/dev/null || continue
+        "$exe" --version 2>/dev/null | sed -n 's/.*version \(3\.[0-9]*\).*/\1/p' | head -n1 && return
+    done
+}
+flatpak_version() {
+    command -v flatpak >/dev/null || return 0
+    flatpak info org.gimp.GIMP 2>/dev/null | sed -n 's/^ *Version: *\(3\.[0-9]*\).*/\1/p' | head -n1
+}
+
+targets=()
+if [ -n "$plugin_dir" ]; then
+    targets+=("$plugin_dir")
+else
+    shopt -s nullglob
+    for config in "$HOME"/.config/GIMP/3.* "$HOME"/.var/app/org.gimp.GIMP/config/GIMP/3.*; do
+        [ -d "$config" ] && targets+=("$config/plug-ins")
+    done
+    shopt -u nullglob
+    # A GIMP 3 that has never run has no folder yet. Make it, unless an older
+    # GIMP's settings are there to be imported on GIMP 3's first start (an
+    # existing folder would stop that import).
+    for pair in "$HOME/.config/GIMP:$(native_version)" "$HOME/.var/app/org.gimp.GIMP/config/GIMP:$(flatpak_version)"; do
+        base="${pair%%:*}" version="${pair##*:}"
+        [ -n "$version" ] && [ ! -d "$base/$version" ] || continue
+        if compgen -G "$base/2.*" >/dev/null; then
+            say "GIMP $version is installed but has not run yet: start it once (it imports your GIMP 2 settings), then run install.sh again"
+        else
+            say "GIMP $version has not run yet: creating its plug-ins folder $base/$version/plug-ins"
+            targets+=("$base/$version/plug-ins")
+        fi
+    done
+fi
+
+if [ ${#targets[@]} -eq 0 ]; then
+    say "GIMP plug-in: no GIMP 3 found (GIMP 2.10 cannot run Python 3 plug-ins)."
+    note "After installing GIMP 3 (Debian 13 / Ubuntu 25.04: apt install gimp; or flatpak install flathub org.gimp.GIMP),"
+    note "run install.sh again, or name the folder: install.sh --gimp-plugin-dir ~/.config/GIMP/3.0/plug-ins"
+fi
+for target in "${targets[@]}"; do
+    dest="$target/deepdream"
+    mkdir -p "$dest/daemon"
+    install -m 755 "$here/deepdream/deepdream.py" "$dest/deepdream.py"
+    install -m 644 "$repo/daemon/__init__.py" "$repo/daemon/protocol.py" "$repo/daemon/client.py" "$dest/daemon/"
+    rm -rf "$dest/daemon/__pycache__" "$dest/__pycache__"
+    say "GIMP plug-in installed: $dest (Filters > DeepDream... after GIMP restarts)"
+done
+
+# GIMP runs Python plug-ins with the interpreter named in its pygimp.interp.
+gimp_python() {
+    local interp
+    for interp in /usr/lib/*/gimp/3.*/interpreters/pygimp.interp /usr/lib/gimp/3.*/interpreters/pygimp.interp \
+                  /usr/lib64/gimp/3.*/interpreters/pygimp.interp /usr/local/lib/*/gimp/3.*/interpreters/pygimp.interp; do
+        [ -f "$interp" ] && sed -n 's/^python3\{0,1\}=\(\/.*\)/\1/p' "$interp" | head -n1 && return
+    done
+    [ -n "$(native_version)" ] && command -v python3
+}
+if [ -z "$plugin_dir" ] || [ -n "$(native_version)" ]; then
+    gpy="$(gimp_python || true)"
+    if [ -n "$gpy" ] && [ -x "$gpy" ]; then
+        if "$gpy" -c 'import zmq, msgpack' 2>/dev/null; then
+            say "GIMP's Python ($gpy) has zmq and msgpack"
+        else
+            say "GIMP's Python ($gpy) cannot import zmq and msgpack, which the plug-in needs. Install them:"
+            note "Debian/Ubuntu: sudo apt install python3-zmq python3-msgpack"
+            note "Fedora: sudo dnf install python3-zmq python3-msgpack    Arch: sudo pacman -S python-pyzmq python-msgpack"
+        fi
+    fi
+    if [ -n "$(flatpak_version)" ]; then
+        say "Flatpak GIMP: its Python must have zmq and msgpack too; check with"
+        note "flatpak run --command=python3 org.gimp.GIMP -c 'import zmq, msgpack'"
+        note "and start the daemon yourself (or install.sh --service): GIMP in Flatpak cannot start it"
+    fi
+fi
+
+# Where GIMP finds the daemon and how it starts it when nobody has.
+config="${XDG_CONFIG_HOME:-$HOME/.config}/deepdream/client.json"
+mkdir -p "$(dirname "$config")"
+"$python" - "$config" "$venv/bin/deepdream-daemon" <<'PY'
+import json, os, sys
+path, daemon = sys.argv[1], sys.argv[2]
+try:
+    with open(path) as handle:
+        settings = json.load(handle)
+except FileNotFoundError:
+    settings = {}
+except ValueError as error:
+    sys.exit(f"==> {path} is not valid JSON ({error}); left it alone: fix it, then run install.sh again")
+if not isinstance(settings, dict):
+    sys.exit(f"==> {path} is not a JSON object; left it alone")
+wanted = dict(settings)
+wanted.setdefault("endpoint", "tcp://127.0.0.1:5555")
+wanted["start_command"] = [daemon]
+if wanted != settings:
+    with open(path + ".tmp", "w") as handle:
+        json.dump(wanted, handle, indent=2)
+        handle.write("\n")
+    os.replace(path + ".tmp", path)
+print(f"==> GIMP starts the daemon when needed with {daemon} ({path})")
+PY

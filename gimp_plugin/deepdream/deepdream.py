@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+# DeepDream for GIMP 3: Filters > DeepDream...
+#
+# Sends the active layer's pixels (or the selection's neighbourhood) to the
+# deepdream-daemon over ZeroMQ and puts the dream into a new layer above it,
+# in one undo step. Runs in GIMP's own Python: gi, zmq, msgpack and the
+# `daemon` package (protocol + client) that install-plugin.sh copies beside
+# this file. Scripts: pdb procedure "python-fu-deepdream".
+
+import os
+import subprocess
+import sys
+import time
+from array import array
+
+import gi
+gi.require_version('Gimp', '3.0')
+gi.require_version('GimpUi', '3.0')
+gi.require_version('Gegl', '0.4')
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon.client import (DaemonError, DaemonUnavailable, DreamClient,  # noqa: E402
+                           config_path, load_config, resolve_endpoint)
+
+PROC_NAME = 'python-fu-deepdream'
+PING_TIMEOUT = 3.0       # a live daemon answers a ping in milliseconds
+START_TIMEOUT = 240.0    # importing TensorFlow and building the model, on a slow machine
+DREAM_SILENCE = 60.0     # no progress for this long: ask the daemon whether it still works on it
+CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (at most a quarter of its size more)
+
+# name: (label, layers, octaves, octave-scale, steps, step-size); "custom" keeps the arguments.
+PRESETS = {
+    'custom': ('Custom (the values below)', None),
+    'subtle': ('Subtle textures', ('mixed1:1,mixed2:0.5', 3, 1.4, 10, 0.008)),
+    'classic': ('Classic DeepDream', ('mixed2:1,mixed5:1', 4, 1.3, 20, 0.01)),
+    'deep': ('Deep, strange forms', ('mixed5:0.5,mixed6:1,mixed7:1', 5, 1.4, 40, 0.015)),
+}
+PRESET_KEYS = ('layers', 'octaves', 'octave-scale', 'steps', 'step-size')
+
+
+def parse_layers(text):
+    """'mixed2:1, mixed5' -> {'mixed2': 1.0, 'mixed5': 1.0}"""
+    layers = {}
+    for part in filter(None, (p.strip() for p in text.split(','))):
+        name, _, weight = part.partition(':')
+        try:
+            layers[name.strip()] = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise ValueError(f'"{part}" in the layers field: write NAME or NAME:WEIGHT, e.g. mixed2:1,mixed5:1')
+    if not layers:
+        raise ValueError('the layers field is empty: name at least one layer, e.g. mixed2:1,mixed5:1')
+    return layers
+
+
+def dream_values(config):
+    """The wire `params` and a short summary for the layer name, a preset applied."""
+    values = {key: config.get_property(key) for key in PRESET_KEYS}
+    preset = config.get_property('preset')
+    if PRESETS.get(preset, (None, None))[1]:
+        values.update(zip(PRESET_KEYS, PRESETS[preset][1]))
+    params = {'layers': parse_layers(values['layers']), 'octaves': values['octaves'],
+              'octave_scale': values['octave-scale'], 'steps': values['steps'],
+              'step_size': values['step-size'], 'jitter': config.get_property('jitter'),
+              'tile_size': config.get_property('tile-size'), 'seed': config.get_property('seed')}
+    summary = (f"{preset if preset != 'custom' else values['layers'].replace(' ', '')}, "
+               f"{values['octaves']}x{values['steps']} steps, seed {params['seed']}")
+    return params, summary
+
+
+def pixel_format(drawable, precision):
+    """(Babl format, wire dtype, channels) that read the drawable without loss:
+    8- and 16-bit integers as they are stored, everything else as float."""
+    depth, _, trc = precision.value_nick.partition('-')      # 'u8', 'non-linear'
+    rgb = drawable.is_rgb()
+    channels = (3 if rgb else 1) + (1 if drawable.has_alpha() else 0)
+    if depth in ('u8', 'u16'):
+        mark = {'linear': '', 'non-linear': "'", 'perceptual': '~'}[trc]
+        dtype = {'u8': 'uint8', 'u16': 'uint16'}[depth]
+    else:  # u32, half, float, double: float32 in the gamma space the network was trained on
+        mark, dtype = "'", 'float32'
+    model = ''.join(c + mark for c in ('RGB' if rgb else 'Y')) + ('A' if drawable.has_alpha() else '')
+    return f"{model} {'u8' if dtype == 'uint8' else 'u16' if dtype == 'uint16' else 'float'}", dtype, channels
+
+
+def to_wire(data, dtype):
+    """GEGL's native byte order -> the protocol's little-endian, floats clamped to [0, 1]."""
+    if dtype == 'uint8':
+        return data
+    samples = array('H' if dtype == 'uint16' else 'f', data)
+    if dtype == 'float32' and samples and (min(samples) < 0.0 or max(samples) > 1.0):
+        samples = array('f', (min(max(v, 0.0), 1.0) for v in samples))  # HDR values: the network sees [0, 1]
+    if sys.byteorder == 'big':
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def from_wire(data, dtype):
+    if dtype == 'uint8' or sys.byteorder == 'little':
+        return data
+    samples = array('H' if dtype == 'uint16' else 'f', data)
+    samples.byteswap()
+    return samples.tobytes()
+
+
+def dream_region(drawable, image):
+    """(x, y, w, h) in layer coordinates: the whole layer, or the selection's
+    bounds with some context around them (the network needs to see it)."""
+    width, height = drawable.get_width(), drawable.get_height()
+    if Gimp.Selection.is_empty(image):
+        return 0, 0, width, height
+    nonempty, x, y, w, h = drawable.mask_intersect()
+    if not nonempty:
+        raise ValueError('The selection does not touch this layer: select part of it, or select none.')
+    margin = min(CONTEXT_MARGIN, max(w, h) // 4 + 16)
+    x0, y0 = max(0, x - margin), max(0, y - margin)
+    x1, y1 = min(width, x + w + margin), min(height, y + h + margin)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def start_command_hint(endpoint):
+    command = 'deepdream-daemon' + (f' --endpoint {endpoint}' if endpoint != 'tcp://127.0.0.1:5555' else '')
+    return (f'No DeepDream daemon answers at {endpoint}.\n'
+            f'Start it in a terminal with:\n    {command}\n'
+            f'(it is in the .venv/bin folder of your DeepDream installation; running install.sh there '
+            f'records it in {config_path()} so that GIMP can start it by itself).')
+
+
+def wait_until_ready(client, endpoint):
+    """Ping the daemon; start it when install.sh recorded how; wait (bounded)
+    while it loads its model. Raises RuntimeError with a message for the user."""
+    try:
+        pong = client.ping(timeout=PING_TIMEOUT)
+    except DaemonUnavailable:
+        command = load_config().get('start_command')
+        if not command:
+            raise RuntimeError(start_command_hint(endpoint)) from None
+        pong, process, log_path = None, start_daemon(command, endpoint), daemon_log_path()
+    else:
+        process = log_path = None
+    deadline = time.monotonic() + START_TIMEOUT
+    while pong is None or pong.get('state') == 'loading':
+        Gimp.progress_set_text('Starting the DeepDream daemon...' if process else
+                               'DeepDream: the daemon is loading its model...')
+        Gimp.progress_pulse()
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f'The DeepDream daemon ({" ".join(command)}) stopped at once '
+                               f'(exit status {process.returncode}). Its last words, from {log_path}:\n'
+                               + tail(log_path))
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'The DeepDream daemon at {endpoint} was not ready after {START_TIMEOUT:g} s. '
+                               + (f'Its log is {log_path}.' if log_path else ''))
+        try:
+            pong = client.ping(timeout=1.0)
+        except DaemonUnavailable:
+            pong = None
+        if pong is None or pong.get('state') == 'loading':
+            time.sleep(0.5)
+    if pong.get('state') != 'ready':
+        raise RuntimeError(f'The DeepDream daemon at {endpoint} cannot dream: {pong.get("error") or pong.get("state")}'
+                           + (f' (log: {log_path})' if log_path else ''))
+
+
+def daemon_log_path():
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return os.path.join(base, 'deepdream', 'daemon.log')
+
+
+def start_daemon(command, endpoint):
+    """Start the recorded command, detached from GIMP (it outlives this plug-in)
+    and told to listen where the plug-in looks."""
+    log_path = daemon_log_path()
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, 'ab') as log:
+        try:
+            return subprocess.Popen(command if isinstance(command, list) else [command],
+                                    env={**os.environ, 'DEEPDREAM_ENDPOINT': endpoint},
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        except OSError as error:
+            raise RuntimeError(f'Could not start the DeepDream daemon with {command}: {error}. '
+                               f'Run install.sh again, or fix "start_command" in {config_path()}.') from None
+
+
+def tail(path, lines=8):
+    try:
+        with open(path, errors='replace') as handle:
+            return ''.join(handle.readlines()[-lines:])
+    except OSError:
+        return '(no log)'
+
+
+def show_progress(event):
+    Gimp.progress_set_text(f"DeepDream: octave {event.get('octave')}/{event.get('octaves')}, "
+                           f"step {event.get('step')}/{event.get('steps')}")
+    Gimp.progress_update(min(1.0, max(0.0, float(event.get('fraction') or 0.0))))
+
+
+def deepdream(procedure, run_mode, image, drawables, config, data):
+    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+        return failure(procedure, 'DeepDream works on one layer at a time: select a single layer.',
+                       Gimp.PDBStatusType.CALLING_ERROR)
+    if run_mode == Gimp.RunMode.INTERACTIVE and not run_dialog(procedure, config):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    Gegl.init(None)
+    source = drawables[0]
+    try:
+        params, summary = dream_values(config)
+        x, y, w, h = dream_region(source, image)
+        fmt, dtype, channels = pixel_format(source, image.get_precision())
+        rect = Gegl.Rectangle.new(x, y, w, h)
+        pixels = to_wire(source.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP), dtype)
+
+        endpoint = resolve_endpoint(config.get_property('endpoint').strip() or None)
+        Gimp.progress_init('DeepDream')
+        client = DreamClient(endpoint, timeout=DREAM_SILENCE)
+        try:
+            wait_until_ready(client, endpoint)
+            Gimp.progress_set_text('DeepDream: sending the image...')
+            result = client.dream(pixels, w, h, channels, dtype, params, progress=show_progress)
+        finally:
+            client.close()
+    except DaemonError as error:
+        return failure(procedure, f'The DeepDream daemon could not dream this image ({error.code}):\n{error.message}')
+    except DaemonUnavailable as error:
+        return failure(procedure, f'Lost the DeepDream daemon: {error}')
+    except (RuntimeError, ValueError) as error:
+        return failure(procedure, str(error))
+
+    # Only now is the image touched: everything below is one undo step, undone as a whole on failure.
+    image.undo_group_start()
+    layer = None
+    try:
+        kind = Gimp.ImageType.RGBA_IMAGE if source.is_rgb() else Gimp.ImageType.GRAYA_IMAGE
+        layer = Gimp.Layer.new(image, f'DeepDream ({summary})', source.get_width(), source.get_height(),
+                               kind, 100.0, Gimp.LayerMode.NORMAL)
+        image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
+        layer.set_offsets(*source.get_offsets()[1:])
+        layer.fill(Gimp.FillType.TRANSPARENT)
+        buffer = layer.get_buffer()
+        buffer.set(rect, fmt, from_wire(result.pixels, dtype))
+        buffer.flush()
+        layer.update(x, y, w, h)
+        if not Gimp.Selection.is_empty(image):
+            layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+    except Exception as error:  # the image must come out as it went in
+        if layer is not None and layer.is_valid():
+            image.remove_layer(layer)
+        image.undo_group_end()
+        return failure(procedure, f'DeepDream could not write its layer: {error}')
+    image.undo_group_end()
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
+    Gimp.progress_end()
+    return procedure.new_return_values(status, GLib.Error(message))
+
+
+def run_dialog(procedure, config):
+    GimpUi.init(PROC_NAME)
+    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
+    dialog.fill(None)
+    applying = []
+
+    def preset_changed(*_):  # a preset fills its fields...
+        values = PRESETS.get(config.get_property('preset'), (None, None))[1]
+        if values:
+            applying.append(True)
+            for key, value in zip(PRESET_KEYS, values):
+                config.set_property(key, value)
+            applying.pop()
+
+    def field_changed(*_):  # ...and editing one of them makes it custom
+        values = PRESETS.get(config.get_property('preset'), (None, None))[1]
+        if values and not applying and any(config.get_property(k) != v for k, v in zip(PRESET_KEYS, values)):
+            config.set_property('preset', 'custom')
+
+    config.connect('notify::preset', preset_changed)
+    for key in PRESET_KEYS:
+        config.connect(f'notify::{key}', field_changed)
+    ok = dialog.run()
+    dialog.destroy()
+    return ok
+
+
+class DeepDream(Gimp.PlugIn):
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, deepdream, None)
+        procedure.set_image_types('RGB*, GRAY*')
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label('_DeepDream...')
+        procedure.add_menu_path('<Image>/Filters')
+        procedure.set_documentation(
+            'Dream into the layer with a neural network (DeepDream)',
+            'Sends the layer (or the selection and some context around it) to the DeepDream daemon and puts '
+            'the dream into a new layer above it, masked by the selection, in one undo step. A preset other '
+            'than "custom" sets layers, octaves, octave scale, steps and step size. The endpoint, when empty, '
+            'is $DEEPDREAM_ENDPOINT, else the one install.sh recorded, else tcp://127.0.0.1:5555.',
+            name)
+        procedure.set_attribution('DeepDream for GIMP', 'DeepDream for GIMP', '2025')
+        rw = GObject.ParamFlags.READWRITE
+        presets = Gimp.Choice.new()
+        for index, (key, (label, _)) in enumerate(PRESETS.items()):
+            presets.add(key, index, label, '')
+        procedure.add_choice_argument('preset', '_Preset', 'Fills layers, octaves, scale, steps and step size',
+                                      presets, 'custom', rw)
+        procedure.add_string_argument('layers', '_Layers', 'InceptionV3 layers and weights, e.g. mixed2:1,mixed5:1 '
+                                      '(low mixed0-2: strokes and textures; mixed3-5: patterns, eyes; '
+                                      'mixed6-10: objects)', 'mixed2:1,mixed5:1', rw)
+        procedure.add_int_argument('octaves', '_Octaves', 'Scales dreamed, the last at full size', 1, 12, 4, rw)
+        procedure.add_double_argument('octave-scale', 'Octave _scale', 'Size ratio between octaves',
+                                      1.01, 4.0, 1.3, rw)
+        procedure.add_int_argument('steps', 'S_teps', 'Gradient ascent steps per octave', 1, 1000, 20, rw)
+        procedure.add_double_argument('step-size', 'Step si_ze', 'Strength of each step', 0.001, 1.0, 0.01, rw)
+        procedure.add_int_argument('jitter', '_Jitter', 'Largest random shift per step, in pixels (hides tile seams)',
+                                   0, 1024, 32, rw)
+        procedure.add_int_argument('tile-size', 'T_ile size', 'Tile side in pixels: bounds memory, not image size',
+                                   128, 4096, 512, rw)
+        procedure.add_int_argument('seed', 'See_d', 'Random seed: the same seed gives the same dream',
+                                   0, 2**31 - 1, 0, rw)
+        procedure.add_string_argument('endpoint', '_Endpoint', 'Daemon address; empty: $DEEPDREAM_ENDPOINT, '
+                                      'else the installed setting, else tcp://127.0.0.1:5555', '', rw)
+        return procedure
+
+
+Gimp.main(DeepDream.__gtype__, sys.argv)
