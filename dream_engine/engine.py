@@ -66,7 +66,7 @@ class DreamEngine:
         for octave, shape in enumerate(shapes):
             if octave:
                 image = resize(image, shape)
-            tiles = TileLayout(*shape, params.tile_size, overlap=params.tile_size // 8)
+            tiles = TileLayout(*shape, params.tile_size, align=inception.layer_stride(params.layers))
             for step in range(params.steps):
                 if should_stop():
                     raise DreamCancelled("the dream was cancelled")
@@ -96,7 +96,8 @@ class DreamEngine:
             loss, gradient = gradient_fn(rolled[None], layer_weights)
             gradient, loss = gradient.numpy()[0], float(loss[0])
         else:
-            gradient = np.zeros_like(image)
+            rolled = tiles.pad(rolled)
+            gradient = np.zeros_like(rolled)
             losses = []
             for first in range(0, len(tiles), self.tile_batch):
                 if should_stop():
@@ -108,6 +109,7 @@ class DreamEngine:
                 for origin, tile_gradient in zip(origins, tile_gradients.numpy()):
                     tiles.crop(gradient, origin)[...] += tile_gradient * tiles.weights
             gradient *= tiles.inverse_coverage
+            gradient = gradient[: image.shape[0], : image.shape[1]]
             loss = float(np.mean(losses))
         if jitter:
             gradient = np.roll(gradient, (-shift[0], -shift[1]), axis=(0, 1))

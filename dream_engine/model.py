@@ -120,5 +120,13 @@ def dreamable_layers(base):
     return [layer.name for layer in base.layers if layer.name.startswith("mixed") and "_" not in layer.name]
 
 
+def layer_stride(layer_names):
+    """Input pixels per activation at the deepest of the layers: InceptionV3
+    halves its resolution three times before mixed0, once more in mixed3 and
+    again in mixed8."""
+    deepest = max(int(name.removeprefix("mixed")) for name in layer_names)
+    return 32 if deepest >= 8 else 16 if deepest >= 3 else 8
+
+
 def feature_model(base, layer_names):
     return keras.Model(base.input, [base.get_layer(name).output for name in layer_names])
