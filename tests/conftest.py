@@ -8,3 +8,13 @@ def engine():
     from dream_engine import DreamEngine
 
     return DreamEngine(weights="random", precision="float32")
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    """A real deepdream-daemon (random weights, float32) on a free loopback port,
+    shared by one test module; see tests/daemon_process.py."""
+    from daemon_process import start_daemon
+
+    with start_daemon() as process:
+        yield process

@@ -1,0 +1,301 @@
+"""The wire protocol against one real deepdream-daemon (random weights, float32:
+these machines cannot download the ImageNet weights), spoken by hand."""
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from PIL import Image
+
+from images import photo
+from raw_wire import (LONG, TINY, call, connect, dream_request, final, new_id, ping, receive, request,
+                      result_array, send, wait_for)
+
+PROMPTLY_S = 15
+
+
+def sample(dtype, channels, height=100, width=120):
+    rgb = photo(height, width, seed=channels).astype(np.float32) / 255.0
+    gray = rgb.mean(axis=2, keepdims=True)
+    colour = gray if channels <= 2 else rgb
+    alpha = np.linspace(0.2, 1.0, width, dtype=np.float32)[None, :, None].repeat(height, axis=0)
+    unit = np.concatenate([colour, alpha], axis=2) if channels in (2, 4) else colour
+    if dtype == "float32":
+        return unit.astype(np.float32)
+    top = np.iinfo(dtype).max
+    return np.rint(unit * top).astype(dtype)
+
+
+def test_ping_describes_the_daemon(daemon):
+    pong = ping(daemon.endpoint)
+    assert pong["type"] == "pong" and pong["id"].startswith("ping")
+    assert pong["state"] == "ready" and pong["busy"] is False and pong["queued"] == 0
+    assert pong["weights"] == "random" and pong["precision"] == "float32" and pong["model"] == "inception_v3"
+    assert pong["protocol"] == 1 and pong["version"] and pong["device"]
+
+
+def test_info_lists_layers_defaults_and_limits(daemon):
+    info = call(daemon.endpoint, request("info"))[0]
+    assert info["type"] == "info"
+    assert {"mixed2", "mixed5"} <= set(info["layers"])
+    assert info["defaults"]["octaves"] >= 1 and "layers" in info["defaults"]
+    assert info["limits"]["max_pixels"] > 0 and info["limits"]["max_message_bytes"] > info["limits"]["max_pixels"]
+
+
+@pytest.mark.parametrize("dtype, channels", [
+    ("uint8", 1), ("uint8", 2), ("uint8", 3), ("uint8", 4),
+    ("uint16", 1), ("uint16", 3), ("float32", 2), ("float32", 4),
+])
+def test_raw_round_trip_keeps_shape_dtype_and_alpha(daemon, dtype, channels):
+    image = sample(dtype, channels)
+    header, payload = dream_request(image)
+    kind = zmq.REQ if channels % 2 else zmq.DEALER  # both socket kinds, one envelope shape each
+    sock = connect(daemon.endpoint, kind)
+    send(sock, header, payload)
+    reply, data, _events = final(sock)
+    sock.close()
+    assert reply["type"] == "result", reply
+    assert reply["id"] == header["id"]
+    assert reply["image"] == header["image"]
+    out = result_array(reply, data)
+    assert out.shape == image.shape and out.dtype == image.dtype
+    if channels in (2, 4):
+        assert np.array_equal(out[..., -1], image[..., -1]), "alpha must pass through untouched"
+    assert not np.array_equal(out, image), "a dream changes the picture"
+    stats = reply["stats"]
+    assert stats["steps"] == TINY["steps"] and stats["octaves"] == 1 and stats["seconds"] > 0
+    assert stats["weights"] == "random"
+
+
+@pytest.mark.parametrize("fmt, mode, dtype, channels", [
+    ("PNG", "RGBA", "uint8", 4), ("PNG", "L", "uint8", 1), ("PNG", "I;16", "uint16", 1), ("JPEG", "RGB", "uint8", 3),
+])
+def test_encoded_round_trip_comes_back_as_png(daemon, fmt, mode, dtype, channels):
+    pixels = sample(dtype, channels)
+    picture = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+    assert picture.mode == mode
+    buffer = io.BytesIO()
+    picture.save(buffer, format=fmt)
+    header = request("dream", params=TINY, image={"format": "encoded"})
+    reply, data = call(daemon.endpoint, header, buffer.getvalue())
+    assert reply["type"] == "result", reply
+    assert reply["image"]["format"] == "encoded" and reply["image"]["encoding"] == "png"
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    back = Image.open(io.BytesIO(data))
+    assert back.size == picture.size and back.mode == mode
+    assert (reply["image"]["width"], reply["image"]["height"], reply["image"]["channels"]) == (120, 100, channels)
+
+
+def test_progress_arrives_in_order_and_only_to_the_asking_client(daemon):
+    asking, quiet = connect(daemon.endpoint), connect(daemon.endpoint)
+    params = {**TINY, "octaves": 2, "steps": 3, "octave_scale": 1.2}
+    header, payload = dream_request(sample("uint8", 3), params, progress=True)
+    send(asking, header, payload)
+    other, other_payload = dream_request(sample("uint8", 1), params, progress=False)
+    send(quiet, other, other_payload)
+
+    reply, _data, events = final(asking)
+    assert reply["type"] == "result"
+    real = [event for event in events if event["octave"] > 0]  # octave 0: a 'still waiting' heartbeat
+    assert [(e["octave"], e["step"]) for e in real] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert all(e["id"] == header["id"] and e["octaves"] == 2 and e["steps"] == 3 for e in real)
+    fractions = [event["fraction"] for event in events]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+
+    reply, _data, events = final(quiet)
+    assert reply["type"] == "result" and reply["id"] == other["id"]
+    assert events == [], "a client that did not ask gets no progress"
+    asking.close(), quiet.close()
+
+
+def test_cancel_ends_a_running_dream_promptly_and_ping_answers_meanwhile(daemon):
+    sock = connect(daemon.endpoint)
+    header, payload = dream_request(sample("uint8", 3), LONG, progress=True)
+    send(sock, header, payload)
+    event, _ = receive(sock)
+    assert event["type"] == "progress"
+
+    started = time.monotonic()
+    pong = ping(daemon.endpoint, timeout=2)  # the I/O thread is not blocked by the dream
+    assert time.monotonic() - started < 2 and pong["busy"] is True
+
+    started = time.monotonic()
+    send(sock, request("cancel", "stop-it", target=header["id"]))
+    replies = {}
+    while len(replies) < 2:
+        reply, _ = receive(sock, PROMPTLY_S)
+        if reply["type"] != "progress":
+            replies[reply["id"]] = reply
+    assert replies["stop-it"] == {"type": "cancelled", "id": "stop-it", "target": header["id"], "found": True}
+    assert replies[header["id"]]["type"] == "error" and replies[header["id"]]["code"] == "CANCELLED"
+    assert time.monotonic() - started < PROMPTLY_S
+    wait_for(lambda: not ping(daemon.endpoint)["busy"], PROMPTLY_S, "the worker is free again")
+    sock.close()
+
+
+def test_a_queued_dream_can_be_cancelled_from_another_socket(daemon):
+    runner, waiter = connect(daemon.endpoint), connect(daemon.endpoint, zmq.REQ)
+    running, running_payload = dream_request(sample("uint8", 3), LONG, progress=True)
+    send(runner, running, running_payload)
+    assert receive(runner)[0]["type"] == "progress"
+    queued, queued_payload = dream_request(sample("uint8", 3), TINY)
+    send(waiter, queued, queued_payload)
+    wait_for(lambda: ping(daemon.endpoint)["queued"] == 1, PROMPTLY_S, "the second dream waits")
+
+    reply = call(daemon.endpoint, request("cancel", target=queued["id"]))[0]
+    assert reply["type"] == "cancelled" and reply["found"] is True
+    assert receive(waiter, PROMPTLY_S)[0]["code"] == "CANCELLED"
+    assert call(daemon.endpoint, request("cancel", target="no-such-dream"))[0]["found"] is False
+
+    send(runner, request("cancel", target=running["id"]))
+    assert final(runner, PROMPTLY_S)[0]["type"] in ("cancelled", "error")
+    wait_for(lambda: not ping(daemon.endpoint)["busy"], PROMPTLY_S, "the worker is free again")
+    runner.close(), waiter.close()
+
+
+def start_doomed_client(endpoint, header, payload):
+    """A separate process that sends a dream and reads its progress until it is SIGKILLed,
+    as GIMP kills a plug-in whose progress bar is cancelled."""
+    script = textwrap.dedent("""
+        import sys, msgpack, zmq
+        message = msgpack.unpackb(sys.stdin.buffer.read())
+        sock = zmq.Context().socket(zmq.DEALER)
+        sock.connect(sys.argv[1])
+        sock.send_multipart([b"", msgpack.packb(message["header"]), message["payload"]])
+        while True:
+            frames = sock.recv_multipart()
+            print(msgpack.unpackb(frames[1]).get("octave"), flush=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script, endpoint], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=False)
+    process.stdin.write(msgpack.packb({"header": header, "payload": payload}))
+    process.stdin.close()
+    return process
+
+
+def test_a_killed_client_stops_its_dream_queued_or_running(daemon):
+    # Running: the client dies after the first real step.
+    header, payload = dream_request(sample("uint8", 3), LONG, progress=True)
+    doomed = start_doomed_client(daemon.endpoint, header, payload)
+    while doomed.stdout.readline().strip() in (b"0",):  # skip 'waiting' heartbeats
+        pass
+    assert ping(daemon.endpoint)["busy"] is True
+    doomed.kill(), doomed.wait()
+    wait_for(lambda: not ping(daemon.endpoint)["busy"], PROMPTLY_S, "the dead client's dream stops")
+
+    # Queued: behind a dream of ours, the dead client's job leaves the queue.
+    runner = connect(daemon.endpoint)
+    running, running_payload = dream_request(sample("uint8", 3), LONG, progress=True)
+    send(runner, running, running_payload)
+    assert receive(runner)[0]["type"] == "progress"
+    header, payload = dream_request(sample("uint8", 3), TINY, progress=True)
+    doomed = start_doomed_client(daemon.endpoint, header, payload)
+    wait_for(lambda: ping(daemon.endpoint)["queued"] == 1, PROMPTLY_S, "the doomed dream is queued")
+    doomed.kill(), doomed.wait()
+    wait_for(lambda: ping(daemon.endpoint)["queued"] == 0, PROMPTLY_S, "the dead client's queued dream goes")
+    send(runner, request("cancel", target=running["id"]))
+    wait_for(lambda: not ping(daemon.endpoint)["busy"], PROMPTLY_S, "our dream is cancelled")
+    runner.close()
+
+    # The next client is served promptly.
+    started = time.monotonic()
+    reply = call(daemon.endpoint, *dream_request(sample("uint8", 3)))[0]
+    assert reply["type"] == "result" and time.monotonic() - started < PROMPTLY_S
+    assert "went away" in daemon.log_text()
+
+
+def raw(description, payload=b""):
+    return [msgpack.packb(request("dream", params=TINY, image=description)), payload]
+
+
+def described(width=120, height=100, channels=3, dtype="uint8"):
+    return {"format": "raw", "dtype": dtype, "width": width, "height": height, "channels": channels}
+
+
+GOOD_PIXELS = bytes(120 * 100 * 3)
+GARBAGE = {
+    "random bytes": ([os.urandom(64) + b"\xc1"], "BAD_REQUEST"),
+    "header not a map": ([msgpack.packb([1, "ping"])], "BAD_REQUEST"),
+    "header too big": ([msgpack.packb({"v": 1, "op": "ping", "pad": "x" * 70000})], "BAD_REQUEST"),
+    "wrong version": ([msgpack.packb({"v": 2, "op": "ping", "id": "a"})], "UNSUPPORTED_VERSION"),
+    "no version": ([msgpack.packb({"op": "ping", "id": "a"})], "UNSUPPORTED_VERSION"),
+    "unknown op": ([msgpack.packb({"v": 1, "op": "explode", "id": "a"})], "UNKNOWN_OP"),
+    "three frames": ([msgpack.packb({"v": 1, "op": "ping", "id": "a"}), b"x", b"y"], "BAD_REQUEST"),
+    "payload on ping": ([msgpack.packb({"v": 1, "op": "ping", "id": "a"}), b"x"], "BAD_REQUEST"),
+    "payload too short": (raw(described(), GOOD_PIXELS[:-1]), "BAD_REQUEST"),
+    "payload missing": (raw(described())[:1], "BAD_REQUEST"),
+    "huge declared image": (raw(described(100_000, 100_000), GOOD_PIXELS), "TOO_LARGE"),
+    "bad dtype": (raw(described(dtype="float64"), GOOD_PIXELS), "BAD_REQUEST"),
+    "five channels": (raw(described(channels=5), GOOD_PIXELS), "BAD_REQUEST"),
+    "not an image file": (raw({"format": "encoded"}, b"GIF89a garbage"), "IMAGE_DECODE"),
+    "too small to dream": (raw(described(10, 10), bytes(300)), "BAD_REQUEST"),
+    "bad params": ([msgpack.packb(request("dream", params={"steps": -1}, image=described())), GOOD_PIXELS],
+                   "INVALID_PARAMS"),
+    "unknown param": ([msgpack.packb(request("dream", params={"stepz": 3}, image=described())), GOOD_PIXELS],
+                      "INVALID_PARAMS"),
+    "params not a map": ([msgpack.packb(request("dream", params=[1], image=described())), GOOD_PIXELS],
+                         "INVALID_PARAMS"),
+    "unknown layer": ([msgpack.packb(request("dream", params={"layers": ["mixed99"]}, image=described())),
+                       GOOD_PIXELS], "UNKNOWN_LAYER"),
+    "cancel without target": ([msgpack.packb({"v": 1, "op": "cancel", "id": "a"})], "BAD_REQUEST"),
+    "float32 out of range": (raw(described(dtype="float32"), np.full(120 * 100 * 3, 7.0, "<f4").tobytes()),
+                             "BAD_REQUEST"),
+}
+
+
+@pytest.mark.parametrize("name", GARBAGE)
+@pytest.mark.parametrize("delimiter", [True, False], ids=["with-delimiter", "bare"])
+def test_garbage_gets_a_coded_error_and_the_daemon_keeps_serving(daemon, name, delimiter):
+    frames, code = GARBAGE[name]
+    sock = connect(daemon.endpoint)
+    sock.send_multipart(([b""] if delimiter else []) + frames)
+    reply_frames = sock.recv_multipart() if sock.poll(30_000) else []
+    sock.close()
+    assert reply_frames, f"{name}: no reply"
+    assert (reply_frames[0] == b"") == delimiter, "the reply comes in the envelope the request came in"
+    reply = msgpack.unpackb(reply_frames[-1])
+    assert reply["type"] == "error" and reply["code"] == code, reply
+    assert reply["message"]
+    assert ping(daemon.endpoint)["state"] == "ready"
+
+
+def test_a_req_client_gets_errors_too(daemon):
+    assert call(daemon.endpoint, b"\xc1 not msgpack")[0]["code"] == "BAD_REQUEST"
+    assert call(daemon.endpoint, {"v": 1, "op": "nope", "id": "x"})[0] == {
+        "type": "error", "id": "x", "code": "UNKNOWN_OP",
+        "message": "unknown op 'nope'; the ops are ping, info, dream, cancel"}
+
+
+def test_ten_concurrent_clients_each_get_their_own_result(daemon):
+    colours = [(30 + 20 * n, 220 - 18 * n, (70 * n) % 256) for n in range(10)]
+    rng = np.random.default_rng(7)
+    results = {}
+
+    def client(n):
+        image = np.clip(np.array(colours[n], np.float32) + rng.normal(0, 3, (100, 120, 3)), 0, 255).astype(np.uint8)
+        sock = connect(daemon.endpoint, zmq.REQ if n % 2 else zmq.DEALER)
+        header, payload = dream_request(image, progress=not n % 2)
+        send(sock, header, payload)
+        reply, data, _events = final(sock, timeout=120)
+        results[n] = (header["id"], reply, result_array(reply, data) if reply["type"] == "result" else None)
+        sock.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(150)
+    assert sorted(results) == list(range(10))
+    for n, (request_id, reply, out) in results.items():
+        assert reply["type"] == "result" and reply["id"] == request_id, reply
+        mean = out.reshape(-1, 3).mean(axis=0)
+        distances = [np.abs(mean - np.array(colour)).max() for colour in colours]
+        assert int(np.argmin(distances)) == n and distances[n] < 15, (n, mean)
