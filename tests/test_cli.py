@@ -1,0 +1,151 @@
+"""The deepdream command line without a daemon: in-process dreams, image files, errors.
+(The CLI against a real daemon is in test_cli_daemon.py.)"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from daemon import cli
+from daemon.image_files import FORMATS, read_image, read_metadata, write_image
+from images import photo
+
+TINY = ["--octaves", "1", "--steps", "2", "--tile-size", "128", "--jitter", "0"]
+
+
+def run_cli(*args, env=None):
+    """The CLI as a user runs it: its own process, its own stderr."""
+    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env or clean_env())
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPDREAM_")}
+    env["XDG_CONFIG_HOME"] = "/nonexistent"  # no user's client.json
+    return {**env, **extra}
+
+
+@pytest.fixture
+def no_daemon(tmp_path):
+    return f"ipc://{tmp_path}/nobody-listens.sock"
+
+
+@pytest.fixture
+def shared_engine(engine, monkeypatch):
+    """In-process CLI runs reuse the session's engine: the CLI's own choice of
+    weights is covered by the subprocess test, and loading costs seconds."""
+    import dream_engine
+
+    monkeypatch.setattr(dream_engine, "DreamEngine", lambda **options: engine)
+    return engine
+
+
+def test_in_process_dream_writes_png_with_metadata(tmp_path, no_daemon):
+    source, target = tmp_path / "in.png", tmp_path / "out.png"
+    Image.fromarray(photo(90, 120)).save(source)
+    done = run_cli("dream", source, target, "--weights", "random", "--precision", "float32", *TINY,
+                   "--seed", "7", "--layers", "mixed3:1,mixed4:0.5", "--endpoint", no_daemon)
+    assert done.returncode == 0, done.stderr
+    assert f"no daemon at {no_daemon}; dreaming in-process (loads the model, slower)" in done.stderr
+    assert "Traceback" not in done.stderr
+    with Image.open(target) as written:
+        assert written.size == (120, 90) and written.mode == "RGB"
+    metadata = read_metadata(target)
+    assert metadata["weights"] == "random" and metadata["seed"] == 7
+    assert metadata["params"]["steps"] == 2 and metadata["params"]["layers"] == {"mixed3": 1.0, "mixed4": 0.5}
+    assert metadata["dreamed_by"] == "in-process"
+    assert not np.array_equal(read_image(target), read_image(source))
+
+
+@pytest.mark.parametrize("make_input, output, expect", [
+    (lambda: Image.fromarray(np.dstack([photo(80, 96), np.full((80, 96), 77, np.uint8)])), "out.tif", "RGBA"),
+    (lambda: Image.fromarray((photo(80, 96)[..., 0].astype(np.uint16) * 257)), "out.png", "I;16"),
+    (lambda: Image.fromarray(photo(80, 96)), "out.webp", "RGB"),
+])
+def test_in_process_keeps_alpha_and_depth(tmp_path, shared_engine, make_input, output, expect):
+    source = tmp_path / "in.png"
+    make_input().save(source)
+    assert cli.main(["dream", str(source), str(tmp_path / output), "--in-process", "-q", *TINY]) == 0
+    with Image.open(tmp_path / output) as written:
+        assert written.mode == expect and written.size == (96, 80)
+    if expect == "RGBA":  # alpha passes through untouched
+        assert (read_image(tmp_path / output)[..., 3] == 77).all()
+    if expect == "I;16":  # 16-bit in, 16-bit out: not squeezed through 8 bits
+        assert read_image(tmp_path / output).dtype == np.uint16
+
+
+@pytest.mark.parametrize("extension", sorted(FORMATS))
+@pytest.mark.parametrize("dtype, channels", [
+    (np.uint8, 1), (np.uint8, 2), (np.uint8, 3), (np.uint8, 4), (np.uint16, 1), (np.float32, 1)])
+def test_image_file_round_trip(tmp_path, extension, dtype, channels):
+    scale = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    y, x = np.mgrid[0:40, 0:50]
+    smooth = ((x + y) / 90.0)[..., None].repeat(channels, axis=2)  # lossy codecs keep smooth images close
+    array = (smooth * scale).astype(dtype)
+    path = tmp_path / f"image{extension}"
+    notes = write_image(path, array, {"hello": "world"})
+    back = read_image(path)
+    assert back.shape[:2] == (40, 50)
+    lossless = FORMATS[extension] in ("PNG", "TIFF")
+    keeps_depth = lossless and not (dtype == np.float32 and FORMATS[extension] == "PNG")
+    if keeps_depth:
+        np.testing.assert_array_equal(back, array)
+    else:
+        eight_bit = (np.asarray(back, np.float64) / (65535 if back.dtype == np.uint16 else 255))[..., 0]
+        assert np.abs(eight_bit - smooth[..., 0]).mean() < 0.02  # lossy codecs: close on average
+    if FORMATS[extension] != "WEBP":
+        assert read_metadata(path) == {"hello": "world"}
+    if channels in (2, 4) and FORMATS[extension] == "JPEG":
+        assert any("alpha" in note for note in notes)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["dream", "{tmp}/missing.png", "{tmp}/out.png"], "missing.png: no such file"),
+    (["dream", "{tmp}/notes.txt", "{tmp}/out.png"], "not an image file"),
+    (["dream", "{tmp}/in.png", "{tmp}/out.bmp"], "unsupported output format"),
+    (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--octaves", "0"],
+     "octaves: must be between 1 and 12, got 0"),
+    (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--tile-size", "64"], "tile_size"),
+    (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--weights", "{tmp}/no-such.weights.h5"],
+     "No weights file at"),
+    (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--layers", "mixed2,nonsense", *TINY,
+      "--weights", "random", "--precision", "float32"], "unknown layer 'nonsense'"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
+    Image.fromarray(photo(80, 80)).save(tmp_path / "in.png")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    assert cli.main([arg.format(tmp=tmp_path) for arg in args]) == cli.EXIT_ERROR
+    error = capsys.readouterr().err
+    assert message in error and error.startswith("deepdream: ") and "Traceback" not in error
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_errors_in_a_real_process_have_no_traceback(tmp_path, no_daemon):
+    done = run_cli("dream", tmp_path / "missing.jpg", tmp_path / "out.png", "--endpoint", no_daemon)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"deepdream: {tmp_path / 'missing.jpg'}: no such file"
+    done = run_cli("ping", "--endpoint", no_daemon, "--timeout", "0.5")
+    assert done.returncode == 1 and "no daemon at" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_malformed_layers_are_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["dream", "a.png", "b.png", "--layers", "mixed2:lots"])
+    assert exit_.value.code == 2 and "the weight after ':' must be a number" in capsys.readouterr().err
+
+
+def test_layers_syntax():
+    assert cli.parse_layers("mixed2:1,mixed5:0.5") == {"mixed2": 1.0, "mixed5": 0.5}
+    assert cli.parse_layers("mixed2, mixed5") == {"mixed2": 1.0, "mixed5": 1.0}
+
+
+def test_help_lists_the_commands_and_options():
+    done = run_cli("dream", "--help")
+    assert done.returncode == 0
+    for option in ("--layers", "--octaves", "--octave-scale", "--steps", "--step-size", "--tile-size", "--jitter",
+                   "--seed", "--no-detail", "--endpoint", "--in-process", "--weights", "--precision"):
+        assert option in done.stdout
+    assert all(command in run_cli("--help").stdout for command in ("dream", "ping", "info"))
