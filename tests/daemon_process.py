@@ -48,9 +48,11 @@ class DaemonProcess:
         context = zmq.Context.instance()
         dealer = context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
-        if self.curve_keys:
-            apply_client_curve(dealer, self.curve_keys)
         try:
+            if self.curve_keys:
+                if not os.path.exists(os.path.join(self.curve_keys, "server.key")):
+                    return None  # the daemon has not made its keys yet
+                apply_client_curve(dealer, self.curve_keys)
             dealer.connect(self.endpoint)
             dealer.send_multipart([b"", msgpack.packb({"v": 1, "op": "ping", "id": "ready?"})])
             if not dealer.poll(int(timeout * 1000)):
@@ -108,9 +110,9 @@ def start_daemon(*extra_args, endpoint=None, env=None):
     of the caller's and an empty XDG config folder, so user settings stay out."""
     endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
     scratch = tempfile.mkdtemp(prefix="deepdream-daemon-")
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DEEPDREAM_")}
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("DEEPDREAM_") and key != "NOTIFY_SOCKET"}
     environment.update({"XDG_CONFIG_HOME": scratch, "PYTHONUNBUFFERED": "1", **(env or {})})
-    environment.pop("NOTIFY_SOCKET", None)
     log_path = os.path.join(scratch, "daemon.log")
     args = ["--weights", "random", "--precision", "float32", "--endpoint", endpoint, *extra_args]
     curve_keys = None
