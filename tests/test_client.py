@@ -1,0 +1,221 @@
+"""daemon/client.py against real daemons, and docs/protocol.md's example."""
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq.auth
+from PIL import Image
+
+from daemon import protocol
+from daemon.client import DaemonError, DaemonUnavailable, DreamClient, resolve_endpoint
+from daemon_process import DaemonProcess, free_port, start_daemon
+from images import photo
+
+TINY = {"octaves": 1, "steps": 3, "tile_size": 128, "jitter": 0}
+ENDLESS = {"octaves": 1, "steps": 1000, "tile_size": 128, "jitter": 0}  # only ever cancelled
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def client(daemon):
+    with DreamClient(daemon.endpoint, timeout=10) as client:
+        yield client
+
+
+def test_ping_and_info(client):
+    pong = client.ping()
+    assert pong["type"] == "pong" and pong["state"] == "ready" and pong["weights"] == "random"
+    info = client.info()
+    assert "mixed5" in info["layers"] and info["defaults"]["octaves"] >= 1 and info["limits"]["max_pixels"] > 0
+
+
+def test_dream_raw_bytes_with_progress(client):
+    image = photo(80, 100)
+    events = []
+    result = client.dream(bytearray(image.tobytes()), 100, 80, 3, "uint8", TINY, progress=events.append)
+    assert result.image == protocol.raw_image(100, 80, 3, "uint8")
+    dreamed = np.frombuffer(result.pixels, np.uint8).reshape(image.shape)
+    assert not np.array_equal(dreamed, image)
+    steps = [event["step"] for event in events if event["octave"]]
+    assert steps == sorted(steps) and steps[-1] == 3 and events[-1]["fraction"] == 1.0
+    assert result.stats["steps"] == 3 and result.header["type"] == "result"
+
+
+@pytest.mark.parametrize("shape, dtype", [((80, 90), np.uint16), ((80, 90, 2), np.float32), ((80, 90, 4), np.uint8)])
+def test_dream_array_keeps_shape_dtype_and_alpha(client, shape, dtype):
+    rng = np.random.default_rng(1)
+    image = (rng.random(shape) * {np.uint8: 255, np.uint16: 65535, np.float32: 1}[dtype]).astype(dtype)
+    dreamed = client.dream_array(image, TINY)
+    assert dreamed.shape == image.shape and dreamed.dtype == image.dtype
+    if image.ndim == 3:
+        np.testing.assert_array_equal(dreamed[..., -1], image[..., -1])
+
+
+def test_dream_encoded_returns_png(client):
+    buffer = io.BytesIO()
+    Image.fromarray(photo(80, 100)).save(buffer, "JPEG")
+    result = client.dream_encoded(buffer.getvalue(), TINY)
+    with Image.open(io.BytesIO(result.pixels)) as png:
+        assert png.format == "PNG" and png.size == (100, 80)
+
+
+@pytest.mark.parametrize("params, code", [({"octaves": 0}, "INVALID_PARAMS"), ({"colour": 1}, "INVALID_PARAMS"),
+                                          ({"layers": ["mixed99"]}, "UNKNOWN_LAYER")])
+def test_error_replies_raise_daemon_error(client, params, code):
+    with pytest.raises(DaemonError) as failure:
+        client.dream_array(photo(80, 80), params)
+    assert failure.value.code == code and failure.value.message
+
+
+def test_wrong_payload_size_is_refused_before_sending(client):
+    with pytest.raises(ValueError, match="take 24000 bytes"):
+        client.dream(b"\0" * 10, 100, 80, 3)
+
+
+def test_cancel_check_cancels_on_the_daemon(client):
+    asked = threading.Event()
+    threading.Timer(1.0, asked.set).start()
+    started = time.monotonic()
+    with pytest.raises(DaemonError) as failure:
+        client.dream_array(photo(80, 80), ENDLESS, cancel_check=asked.is_set)
+    assert failure.value.code == "CANCELLED" and time.monotonic() - started < 30
+    wait_idle(client)
+
+
+def test_cancel_from_another_thread(client):
+    def cancel_soon():
+        time.sleep(1.0)
+        replies.append(client.cancel("dream-to-cancel"))
+
+    replies = []
+    threading.Thread(target=cancel_soon).start()
+    with pytest.raises(DaemonError) as failure:
+        client.dream_array(photo(80, 80), ENDLESS, request_id="dream-to-cancel")
+    assert failure.value.code == "CANCELLED"
+    assert replies[0]["type"] == "cancelled" and replies[0]["found"] is True
+    assert client.cancel("no-such-dream")["found"] is False
+    wait_idle(client)
+
+
+def wait_idle(client, timeout=10):
+    """The daemon may report `busy` for a moment after a dream's final reply."""
+    deadline = time.monotonic() + timeout
+    while client.ping()["busy"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not client.ping()["busy"]
+
+
+def test_unavailable_on_a_dead_endpoint_within_the_timeout(tmp_path):
+    with DreamClient(f"ipc://{tmp_path}/nobody.sock", timeout=1.0) as client:
+        for attempt in (client.ping, client.info, lambda: client.dream_array(photo(80, 80), TINY)):
+            started = time.monotonic()
+            with pytest.raises(DaemonUnavailable, match="no daemon at ipc://"):
+                attempt()
+            assert time.monotonic() - started < 5
+
+
+def test_ping_retries_across_a_restart_and_a_dream_is_never_resent(monkeypatch):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    first = start_daemon(endpoint=endpoint)
+    with DreamClient(endpoint, timeout=2.0) as client:
+        assert client.ping()["state"] == "ready"
+        outcome = []
+        dreaming = threading.Thread(target=lambda: outcome.append(catch(
+            lambda: client.dream_array(photo(80, 80), ENDLESS))))
+        dreaming.start()
+        time.sleep(1.0)
+        first.process.kill()  # the daemon dies mid-dream, without a word
+        first.stop()
+        dreaming.join(30)
+        assert isinstance(outcome[0], DaemonUnavailable) and "not resent" in str(outcome[0])
+
+        # The pong is enough: a restarted daemon answers pings while it loads its model.
+        monkeypatch.setattr(DaemonProcess, "wait_ready", lambda self, timeout=None: None)
+        second = []
+        restart = threading.Timer(1.5, lambda: second.append(start_daemon(endpoint=endpoint)))
+        restart.start()
+        try:
+            pong = client.ping(timeout=60)  # sent while no daemon listens: the lazy pirate resends
+            assert pong["state"] in ("loading", "ready") and not pong["busy"] and not pong["queued"]
+        finally:
+            restart.join()
+            second[0].stop()
+
+
+def catch(action):
+    try:
+        return action()
+    except Exception as error:  # noqa: BLE001  the test inspects it
+        return error
+
+
+def test_curve_round_trip(tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    zmq.auth.create_certificates(str(keys), "server")  # the daemon uses these rather than making its own
+    with start_daemon("--curve-keys", str(keys)) as secured:
+        with DreamClient(secured.endpoint, curve_server_key=str(keys / "server.key")) as client:
+            assert client.ping()["state"] == "ready"
+            assert client.dream_array(photo(80, 80), TINY).shape == (80, 80, 3)
+        with DreamClient(secured.endpoint, timeout=1.0) as plain:  # no key: the handshake never completes
+            with pytest.raises(DaemonUnavailable):
+                plain.ping()
+
+
+def test_resolve_endpoint_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("DEEPDREAM_ENDPOINT", raising=False)
+    assert resolve_endpoint() == protocol.DEFAULT_ENDPOINT
+    (tmp_path / "deepdream").mkdir()
+    (tmp_path / "deepdream" / "client.json").write_text(json.dumps({"endpoint": "ipc:///from/config"}))
+    assert resolve_endpoint() == "ipc:///from/config"
+    monkeypatch.setenv("DEEPDREAM_ENDPOINT", "tcp://127.0.0.1:7000")
+    assert resolve_endpoint() == "tcp://127.0.0.1:7000"
+    assert resolve_endpoint("tcp://127.0.0.1:7001") == "tcp://127.0.0.1:7001"
+
+
+def test_client_package_runs_with_only_zmq_and_msgpack(daemon, tmp_path):
+    """As inside GIMP: the three files copied as a package, and no numpy, Pillow or TensorFlow."""
+    package = tmp_path / "daemon"
+    package.mkdir()
+    for name in ("__init__.py", "protocol.py", "client.py"):
+        (package / name).write_bytes((ROOT / "daemon" / name).read_bytes())
+    script = f"""
+import sys
+for banned in ("numpy", "PIL", "tensorflow", "keras"):
+    sys.modules[banned] = None  # any import of them now fails
+from daemon.client import DreamClient
+import daemon
+assert daemon.__file__.startswith({str(tmp_path)!r}), daemon.__file__
+with DreamClient({daemon.endpoint!r}) as client:
+    assert client.ping()["state"] == "ready"
+    events = []
+    pixels = bytes(range(256)) * (80 * 80 * 4 // 256)
+    result = client.dream(pixels, 80, 80, 4, "uint8", {TINY!r}, progress=events.append)
+    assert len(result.pixels) == len(pixels) and result.pixels[3::4] == pixels[3::4] and events
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_protocol_doc_example_works(daemon, tmp_path):
+    """docs/protocol.md's Python example, run as written against a real daemon."""
+    document = (ROOT / "docs" / "protocol.md").read_text()
+    example = re.search(r"## 13\..*?```python\n(.*?)```", document, re.S).group(1)
+    assert len(example.strip().splitlines()) <= 25
+    example = example.replace(f'"{protocol.DEFAULT_ENDPOINT}"', repr(daemon.endpoint))
+    done = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "dream.rgb").stat().st_size == 128 * 96 * 3
+    assert "'steps': 2" in done.stdout
