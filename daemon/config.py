@@ -131,7 +131,10 @@ def _from_file(path, environ):
         if explicit:
             raise ConfigError(f"the config file {path} does not exist")
         return {}
-    import tomllib  # Python 3.11+; only needed when a file is there
+    try:
+        import tomllib  # only needed when a file is there
+    except ImportError:  # Python 3.10
+        raise ConfigError(f"reading {path} needs Python 3.11 or later; use flags or DEEPDREAM_* variables") from None
 
     try:
         table = tomllib.loads(path.read_text())

@@ -96,6 +96,7 @@ def make_router(context, settings):
     router.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)  # bigger messages are dropped unread
     router.setsockopt(zmq.SNDHWM, 0)  # replies are bounded by the queue; never drop a result for a slow reader
     router.setsockopt(zmq.LINGER, LINGER_MS)
+    router.setsockopt(zmq.IPV6, 1)  # so that tcp://[::1]:PORT works; IPv4 addresses are unaffected
     return router
 
 

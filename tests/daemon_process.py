@@ -48,6 +48,7 @@ class DaemonProcess:
         context = zmq.Context.instance()
         dealer = context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:PORT endpoints
         try:
             if self.curve_keys:
                 if not os.path.exists(os.path.join(self.curve_keys, "server.key")):
