@@ -27,7 +27,8 @@ PROC_NAME = 'python-fu-deepdream'
 PING_TIMEOUT = 3.0       # a live daemon answers a ping in milliseconds
 START_TIMEOUT = 240.0    # importing TensorFlow and building the model, on a slow machine
 DREAM_SILENCE = 60.0     # no progress for this long: ask the daemon whether it still works on it
-CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (at most a quarter of its size more)
+MIN_SIDE = 75           # InceptionV3's smallest input
+CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (less around small ones)
 
 # name: (label, layers, octaves, octave-scale, steps, step-size); "custom" keeps the arguments.
 PRESETS = {
@@ -59,7 +60,7 @@ def dream_values(config):
     preset = config.get_property('preset')
     if PRESETS.get(preset, (None, None))[1]:
         values.update(zip(PRESET_KEYS, PRESETS[preset][1]))
-    params = {'layers': parse_layers(values['layers']), 'octaves': values['octaves'],
+    params = {'layers': parse_layers(values['layers'] or ''), 'octaves': values['octaves'],
               'octave_scale': values['octave-scale'], 'steps': values['steps'],
               'step_size': values['step-size'], 'jitter': config.get_property('jitter'),
               'tile_size': config.get_property('tile-size'), 'seed': config.get_property('seed')}
@@ -113,9 +114,19 @@ def dream_region(drawable, image):
     if not nonempty:
         raise ValueError('The selection does not touch this layer: select part of it, or select none.')
     margin = min(CONTEXT_MARGIN, max(w, h) // 4 + 16)
-    x0, y0 = max(0, x - margin), max(0, y - margin)
-    x1, y1 = min(width, x + w + margin), min(height, y + h + margin)
-    return x0, y0, x1 - x0, y1 - y0
+    x, w = grow(x, w, margin, width)
+    y, h = grow(y, h, margin, height)
+    return x, y, w, h
+
+
+def grow(start, size, margin, limit):
+    """Widen [start, start+size) by margin each side, and to the network's
+    smallest input if the layer is that large, staying inside [0, limit)."""
+    extra = max(margin, (MIN_SIDE - size + 1) // 2)
+    low, high = max(0, start - extra), min(limit, start + size + extra)
+    if high - low < MIN_SIDE:  # against an edge: take the rest from the other side
+        low, high = max(0, high - MIN_SIDE), min(limit, low + MIN_SIDE)
+    return low, high - low
 
 
 def start_command_hint(endpoint):
@@ -211,7 +222,7 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         rect = Gegl.Rectangle.new(x, y, w, h)
         pixels = to_wire(source.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP), dtype)
 
-        endpoint = resolve_endpoint(config.get_property('endpoint').strip() or None)
+        endpoint = resolve_endpoint((config.get_property('endpoint') or '').strip() or None)
         Gimp.progress_init('DeepDream')
         client = DreamClient(endpoint, timeout=DREAM_SILENCE)
         try:
@@ -226,6 +237,8 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         return failure(procedure, f'Lost the DeepDream daemon: {error}')
     except (RuntimeError, ValueError) as error:
         return failure(procedure, str(error))
+    except Exception as error:  # a bug here must still end as a message, not a hung progress bar
+        return failure(procedure, f'DeepDream failed: {type(error).__name__}: {error}')
 
     # Only now is the image touched: everything below is one undo step, undone as a whole on failure.
     image.undo_group_start()

@@ -1,0 +1,152 @@
+"""Drive a real GIMP 3 in the Debian trixie root that tests/gimp/make-root.sh builds.
+
+Each test session gets its own folder inside the root (ROOT/tmp/deepdream-tests-PID,
+seen from inside as /tmp/deepdream-tests-PID) holding GIMP's config folder
+(XDG_CONFIG_HOME, so the plug-in and its client.json are this run's alone), the
+input images and what the batch scripts write back."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PRELUDE = (Path(__file__).with_name("in_gimp.py")).read_text()
+DEFAULT_ROOT = "/var/cache/deepdream/gimp-root"
+STAMP = ".deepdream-root"
+GIMP_TIMEOUT_S = 180
+
+
+def root_or_skip():
+    """The built root; a missing one fails under CI (CI must prove the plug-in) and skips elsewhere."""
+    root = Path(os.environ.get("DEEPDREAM_GIMP_ROOT", DEFAULT_ROOT))
+    problem = None
+    if not (root / STAMP).is_file() or not (root / "usr/bin/gimp-console-3.0").exists():
+        problem = f"no GIMP 3 test root at {root}: build it with `sudo tests/gimp/make-root.sh` (or ./install.sh --dev)"
+    elif os.geteuid() != 0:
+        problem = "the GIMP 3 tests chroot into the test root and need root"
+    if problem:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(problem)
+    return root
+
+
+class GimpRoot:
+    def __init__(self, root):
+        self.root = root
+        self.inside = f"/tmp/deepdream-tests-{os.getpid()}"  # path as GIMP sees it
+        self.work = root / self.inside.lstrip("/")  # the same folder, seen from the host
+        self.config = self.work / "config"  # XDG_CONFIG_HOME inside: GIMP/3.0 and deepdream/client.json
+        self.plugin_dir = self.config / "GIMP" / "3.0" / "plug-ins"
+
+    def setup(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.plugin_dir.mkdir(parents=True)
+        # install-plugin.sh writes client.json too; this run's copy goes into a scratch folder and
+        # the tests write the root's own where they need one.
+        env = {**os.environ, "XDG_CONFIG_HOME": str(self.work / "host-config")}
+        subprocess.run([str(REPO / "gimp_plugin/install-plugin.sh"), "--venv", str(REPO / ".venv"),
+                        "--plugin-dir", str(self.plugin_dir)], check=True, env=env, capture_output=True)
+        return self
+
+    def cleanup(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def host(self, name):
+        return self.work / name
+
+    def path(self, name):
+        return f"{self.inside}/{name}"
+
+    def write_client_config(self, settings):
+        path = self.config / "deepdream" / "client.json"
+        if settings is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(settings))
+
+    def environment(self, **extra):
+        env = {"HOME": "/root", "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8",
+               "XDG_CONFIG_HOME": self.path("config"), "XDG_CACHE_HOME": self.path("cache"),
+               "DD_WORK": self.inside}
+        env.update(extra)
+        return [f"{key}={value}" for key, value in env.items()]
+
+    def command(self, program, *args, **env):
+        return ["chroot", str(self.root), "/usr/bin/env", "-i", *self.environment(**env), program, *args]
+
+    def batch(self, script, **env):
+        """Popen of gimp-console running PRELUDE + script; stdout and stderr together."""
+        (self.work / "results.json").unlink(missing_ok=True)
+        process = subprocess.Popen(
+            self.command("gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b", "-", "--quit",
+                         **env),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        process.stdin.write(PRELUDE + "\n" + script)
+        process.stdin.close()
+        return process
+
+    def run_batch(self, script, timeout=GIMP_TIMEOUT_S, **env):
+        """Run a batch script to its end; (results.json as a dict, GIMP's output)."""
+        process = self.batch(script, **env)
+        try:
+            output = process.stdout.read() if wait_for(process, timeout) else None
+        finally:
+            stop(process)
+        if output is None:
+            pytest.fail(f"GIMP did not finish within {timeout} s")
+        return self.results(), output
+
+    def results(self):
+        path = self.work / "results.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def read(self, name):
+        return (self.work / name).read_bytes()
+
+    def processes_running(self, needle):
+        """Pids of processes whose command line contains `needle` (this run's folder makes it unique)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if needle.encode() in (entry / "cmdline").read_bytes():
+                        pids.append(int(entry.name))
+                except OSError:
+                    pass
+        return pids
+
+
+def wait_for(process, timeout):
+    try:
+        process.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def stop(process):
+    """End a process this harness started (its own session: GIMP and its plug-ins)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        if not wait_for(process, 10):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def poll(condition, timeout, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return condition()

@@ -1,0 +1,99 @@
+# Prelude of every batch script the GIMP tests feed to
+#   gimp-console-3.0 -i --batch-interpreter=python-fu-eval -b - --quit
+# It runs inside GIMP 3 (in the test root), builds images, calls
+# python-fu-deepdream like any script would, and leaves what it saw in
+# $DD_WORK (results.json and raw pixel files) for the host to check.
+import json
+import os
+import time
+import traceback
+
+import gi
+gi.require_version('Gimp', '3.0')
+gi.require_version('Gegl', '0.4')
+from gi.repository import Gegl, Gimp, Gio  # noqa: E402
+
+Gegl.init(None)
+WORK = os.environ['DD_WORK']
+RESULTS = {}
+PRECISIONS = {'u8': Gimp.Precision.U8_NON_LINEAR, 'u16': Gimp.Precision.U16_NON_LINEAR,
+              'float': Gimp.Precision.FLOAT_LINEAR}
+
+
+def load(name):
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.path.join(WORK, name)))
+
+
+def from_raw(name, width, height, fmt, precision='u8', canvas=None, offsets=(0, 0)):
+    """An image with one layer holding the raw pixels of WORK/name (in Babl format `fmt`)."""
+    gray = fmt.startswith('Y')
+    base = Gimp.ImageBaseType.GRAY if gray else Gimp.ImageBaseType.RGB
+    image = Gimp.Image.new_with_precision(*(canvas or (width, height)), base, PRECISIONS[precision])
+    alpha = 'A ' in fmt
+    kind = {(False, False): Gimp.ImageType.RGB_IMAGE, (False, True): Gimp.ImageType.RGBA_IMAGE,
+            (True, False): Gimp.ImageType.GRAY_IMAGE, (True, True): Gimp.ImageType.GRAYA_IMAGE}[gray, alpha]
+    layer = Gimp.Layer.new(image, 'source', width, height, kind, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.set_offsets(*offsets)
+    with open(os.path.join(WORK, name), 'rb') as handle:
+        data = handle.read()
+    buffer = layer.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, width, height), fmt, data)
+    buffer.flush()
+    return image, layer
+
+
+def pixels(drawable, fmt):
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP)
+
+
+def save(name, data):
+    with open(os.path.join(WORK, name), 'wb') as handle:
+        handle.write(data)
+
+
+def with_alpha(fmt):
+    model, kind = fmt.split(' ')
+    return fmt if model.endswith('A') else f'{model}A {kind}'
+
+
+def describe(layer):
+    return {'id': layer.get_id(), 'name': layer.get_name(), 'width': layer.get_width(),
+            'height': layer.get_height(), 'offsets': list(layer.get_offsets()[1:]),
+            'has_mask': layer.get_mask() is not None, 'has_alpha': layer.has_alpha()}
+
+
+def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props):
+    """Run python-fu-deepdream on `layer`; record status, layers and pixels."""
+    try:
+        before = [l.get_id() for l in image.get_layers()]
+        save(f'{case}.source-before', pixels(layer, fmt))
+        procedure = Gimp.get_pdb().lookup_procedure('python-fu-deepdream')
+        config = procedure.create_config()
+        config.set_property('run-mode', run_mode)
+        config.set_property('image', image)
+        config.set_core_object_array('drawables', [layer])
+        for key, value in props.items():
+            config.set_property(key.replace('_', '-'), value)
+        started = time.monotonic()
+        values = procedure.run(config)
+        status = values.index(0)
+        record = {'status': status.value_nick, 'seconds': time.monotonic() - started,
+                  'message': values.index(1) if values.length() > 1 else '',
+                  'layers': [describe(l) for l in image.get_layers()], 'new': None,
+                  'precision': image.get_precision().value_nick, 'undo_enabled': image.undo_is_enabled()}
+        save(f'{case}.source-after', pixels(layer, fmt))
+        new = [l for l in image.get_layers() if l.get_id() not in before]
+        if new:
+            record['new'] = describe(new[0])
+            save(f'{case}.new', pixels(new[0], fmt))
+            save(f'{case}.new-alpha', pixels(new[0], with_alpha(fmt)))
+            if new[0].get_mask() is not None:
+                save(f'{case}.mask', pixels(new[0].get_mask(), 'Y u8'))
+    except Exception:
+        record = {'status': 'test-error', 'message': traceback.format_exc()}
+    RESULTS[case] = record
+    with open(os.path.join(WORK, 'results.json'), 'w') as handle:
+        json.dump(RESULTS, handle, indent=1)
+    return record

@@ -1,0 +1,288 @@
+"""The GIMP 3 plug-in in a real GIMP 3 (tests/gimp/make-root.sh builds it) against a real daemon.
+
+GIMP runs headless (gimp-console-3.0 in batch mode) inside the Debian trixie
+root; the daemon runs on the host with random weights (ImageNet weights need a
+download these machines cannot make) and the plug-in reaches it on loopback.
+Every expectation about pixels is checked against what daemon/client.py gets
+from the same daemon for the same pixels and parameters."""
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent / "gimp"))
+from daemon.client import DreamClient  # noqa: E402
+from daemon_process import free_port, start_daemon  # noqa: E402
+from harness import GimpRoot, poll, root_or_skip, stop, wait_for  # noqa: E402
+from images import photo  # noqa: E402
+
+PARAMS = dict(octaves=2, steps=3, seed=7, jitter=4, step_size=0.02)
+PROPS = "octaves=2, steps=3, seed=7, jitter=4, step_size=0.02"  # the same, as plug-in arguments
+
+
+@pytest.fixture(scope="module")
+def gimp():
+    gimp = GimpRoot(root_or_skip()).setup()
+    yield gimp
+    gimp.cleanup()
+
+
+@pytest.fixture(scope="module")
+def dreamd():
+    with start_daemon() as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def client(dreamd):
+    with DreamClient(dreamd.endpoint, timeout=30) as client:
+        yield client
+
+
+def rgba_photo(height, width):
+    """A photo with an alpha that varies: a gradient, a hole and a fully opaque band."""
+    rgb = photo(height, width, seed=3)
+    y, x = np.mgrid[0:height, 0:width]
+    alpha = (255 * x / (width - 1)).astype(np.uint8)
+    alpha[(y - height // 2) ** 2 + (x - width // 2) ** 2 < (height // 5) ** 2] = 0
+    alpha[: height // 6] = 255
+    return np.dstack([rgb, alpha])
+
+
+def photo16(height, width):
+    """16-bit RGB with values an 8-bit round trip could not keep."""
+    base = photo(height, width, seed=5).astype(np.uint16) * 257
+    return (base + np.random.default_rng(5).integers(0, 257, base.shape)).astype("<u2")
+
+
+BATCH = f"""
+endpoint = os.environ['DD_ENDPOINT']
+image = load('photo.png')
+dream('rgb', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, {PROPS})
+image, layer = from_raw('rgba.raw', 96, 80, "R'G'B'A u8")
+dream('rgba', image, layer, "R'G'B'A u8", endpoint=endpoint, {PROPS})
+image = load('gray.png')
+dream('gray', image, image.get_layers()[0], "Y' u8", endpoint=endpoint, {PROPS})
+image, layer = from_raw('rgb16.raw', 96, 80, "R'G'B' u16", precision='u16')
+dream('u16', image, layer, "R'G'B' u16", endpoint=endpoint, {PROPS})
+image, layer = from_raw('offsets.raw', 90, 80, "R'G'B' u8", canvas=(200, 160), offsets=(70, 45))
+dream('offsets', image, layer, "R'G'B' u8", endpoint=endpoint, {PROPS})
+image = load('photo.png')
+image.select_ellipse(Gimp.ChannelOps.REPLACE, 120, 30, 50, 40)
+dream('selection', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, {PROPS})
+image = load('photo.png')
+dream('daemon-error', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, layers='nosuchlayer:1', {PROPS})
+image = load('photo.png')
+dream('daemon-down', image, image.get_layers()[0], "R'G'B' u8", endpoint=os.environ['DD_NOBODY'], {PROPS})
+image = load('gray.png')
+dream('last-values', image, image.get_layers()[0], "Y' u8", run_mode=Gimp.RunMode.WITH_LAST_VALS)
+"""
+
+
+@pytest.fixture(scope="module")
+def batch(gimp, dreamd):
+    """One GIMP session runs every batch case (GIMP's start is the slow part)."""
+    Image.fromarray(photo(160, 200)).save(gimp.host("photo.png"))
+    Image.fromarray(photo(80, 96, seed=2)[..., 1]).save(gimp.host("gray.png"))
+    gimp.host("rgba.raw").write_bytes(rgba_photo(80, 96).tobytes())
+    gimp.host("rgb16.raw").write_bytes(photo16(80, 96).tobytes())
+    gimp.host("offsets.raw").write_bytes(photo(80, 90, seed=4).tobytes())
+    gimp.write_client_config(None)
+    started = time.monotonic()
+    results, output = gimp.run_batch(BATCH, DD_ENDPOINT=dreamd.endpoint, DEEPDREAM_ENDPOINT=dreamd.endpoint,
+                                     DD_NOBODY=f"tcp://127.0.0.1:{free_port()}")
+    print(f"GIMP batch: {time.monotonic() - started:.1f} s")
+    assert len(results) == 9, f"the batch script stopped early:\n{output[-3000:]}"
+    return results
+
+
+def pixels(gimp, name, height, width, channels, dtype="u1"):
+    return np.frombuffer(gimp.read(name), dtype=np.dtype(dtype).newbyteorder("=")).reshape(height, width, channels)
+
+
+def check_new_layer(result, source_name="source"):
+    """Exactly one new layer, named DeepDream..., directly above its source, same size and offsets."""
+    assert result["status"] == "success", result["message"]
+    new, layers = result["new"], result["layers"]
+    assert new is not None and len(layers) == 2
+    assert new["name"].startswith("DeepDream")
+    assert layers[0]["id"] == new["id"]  # above the source
+    source = layers[1]
+    assert (new["width"], new["height"], new["offsets"]) == (source["width"], source["height"], source["offsets"])
+    assert new["has_alpha"]
+    return new
+
+
+def test_batch_rgb_photo_matches_the_client(batch, gimp, client):
+    result = batch["rgb"]
+    new = check_new_layer(result)
+    assert not new["has_mask"] and result["precision"] == "u8-non-linear"
+    source = pixels(gimp, "rgb.source-before", 160, 200, 3)
+    assert gimp.read("rgb.source-after") == source.tobytes(), "the source layer changed"
+    expected = client.dream_array(source, PARAMS)
+    dreamed = pixels(gimp, "rgb.new", 160, 200, 3)
+    assert np.array_equal(dreamed, expected)
+    assert np.abs(dreamed.astype(int) - source).mean() > 1  # it did dream
+    assert np.all(pixels(gimp, "rgb.new-alpha", 160, 200, 4)[..., 3] == 255)
+
+
+def test_rgba_keeps_a_varied_alpha(batch, gimp, client):
+    new = check_new_layer(batch["rgba"])
+    source = pixels(gimp, "rgba.source-before", 80, 96, 4)
+    assert np.array_equal(source, rgba_photo(80, 96))
+    assert gimp.read("rgba.source-after") == source.tobytes()
+    dreamed = pixels(gimp, "rgba.new", 80, 96, 4)
+    assert np.array_equal(dreamed, client.dream_array(source, PARAMS))
+    assert np.array_equal(dreamed[..., 3], source[..., 3])
+    assert not new["has_mask"]
+
+
+def test_gray_layer(batch, gimp, client):
+    check_new_layer(batch["gray"])
+    source = pixels(gimp, "gray.source-before", 80, 96, 1)
+    assert gimp.read("gray.source-after") == source.tobytes()
+    assert np.array_equal(pixels(gimp, "gray.new", 80, 96, 1), client.dream_array(source, PARAMS))
+    assert np.all(pixels(gimp, "gray.new-alpha", 80, 96, 2)[..., 1] == 255)
+
+
+def test_16_bit_image_has_no_8_bit_round_trip(batch, gimp, client):
+    result = batch["u16"]
+    check_new_layer(result)
+    assert result["precision"] == "u16-non-linear"
+    source = pixels(gimp, "u16.source-before", 80, 96, 3, "<u2")
+    assert np.array_equal(source, photo16(80, 96))
+    dreamed = pixels(gimp, "u16.new", 80, 96, 3, "<u2")
+    assert np.array_equal(dreamed, client.dream_array(source, PARAMS))
+    assert np.mean(dreamed % 257 != 0) > 0.5  # 8-bit values widened to 16 bits would all be multiples of 257
+
+
+def test_layer_with_offsets(batch, gimp, client):
+    new = check_new_layer(batch["offsets"])
+    assert new["offsets"] == [70, 45] and (new["width"], new["height"]) == (90, 80)
+    source = pixels(gimp, "offsets.source-before", 80, 90, 3)
+    assert np.array_equal(pixels(gimp, "offsets.new", 80, 90, 3), client.dream_array(source, PARAMS))
+
+
+def test_selection_dreams_its_surroundings_and_masks_the_layer(batch, gimp, client):
+    new = check_new_layer(batch["selection"])
+    assert new["has_mask"]
+    mask = pixels(gimp, "selection.mask", 160, 200, 1)[..., 0]
+    assert mask[50, 145] == 255 and mask[10, 10] == 0 and mask[50, 100] == 0  # the ellipse 120,30 50x40
+    alpha = pixels(gimp, "selection.new-alpha", 160, 200, 4)[..., 3]
+    rows, cols = np.nonzero(alpha)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    assert y0 < 30 and x0 < 120 and y1 > 70 and x1 > 170, "no context around the selection"
+    assert (x1 - x0) * (y1 - y0) < 200 * 160 / 2, "dreamed far more than the selection's neighbourhood"
+    assert np.all(alpha[y0:y1, x0:x1] == 255), "the dreamed rectangle is not opaque"
+    assert alpha.sum() == 255 * (x1 - x0) * (y1 - y0), "pixels outside the dreamed rectangle are not transparent"
+    source = pixels(gimp, "selection.source-before", 160, 200, 3)
+    expected = client.dream_array(np.ascontiguousarray(source[y0:y1, x0:x1]), PARAMS)
+    assert np.array_equal(pixels(gimp, "selection.new", 160, 200, 3)[y0:y1, x0:x1], expected)
+
+
+def check_unchanged(gimp, result, case):
+    assert result["new"] is None and len(result["layers"]) == 1
+    assert gimp.read(f"{case}.source-after") == gimp.read(f"{case}.source-before")
+
+
+def test_daemon_error_is_a_readable_message_and_no_change(batch, gimp):
+    result = batch["daemon-error"]
+    assert result["status"] == "execution-error"
+    assert "nosuchlayer" in result["message"] and "UNKNOWN_LAYER" in result["message"]
+    check_unchanged(gimp, result, "daemon-error")
+
+
+def test_daemon_down_names_the_endpoint_and_the_command(batch, gimp):
+    result = batch["daemon-down"]
+    assert result["status"] == "execution-error"
+    assert "No DeepDream daemon answers at tcp://127.0.0.1:" in result["message"]
+    assert "deepdream-daemon --endpoint tcp://127.0.0.1:" in result["message"]
+    assert result["seconds"] < 15, "the unreachable daemon was waited for too long"
+    check_unchanged(gimp, result, "daemon-down")
+
+
+def test_with_last_values_runs_without_a_dialog(batch):
+    result = batch["last-values"]
+    # No last values yet in this fresh GIMP config: the defaults, and the endpoint from the environment.
+    check_new_layer(result)
+    assert "mixed2:1,mixed5:1, 4x20 steps" in result["new"]["name"]
+
+
+AUTO_START = """
+image = load('photo.png')
+dream('auto-start', image, image.get_layers()[0], "R'G'B' u8", octaves=1, steps=2)
+"""
+
+START_SHIM = """#!/bin/sh
+# Stands in for the venv's deepdream-daemon, which cannot run inside the root:
+# asks the host (the test) to start the real daemon where the plug-in said, then
+# lives like a daemon would until the test says stop.
+echo "$DEEPDREAM_ENDPOINT" > {work}/start-request
+n=0
+while [ ! -e {work}/stop ] && [ $n -lt 1500 ]; do sleep 0.2; n=$((n + 1)); done
+"""
+
+
+def test_auto_start_runs_the_recorded_command_and_waits_until_ready(gimp):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    shim = gimp.host("start-daemon.sh")
+    shim.write_text(START_SHIM.format(work=gimp.inside))
+    shim.chmod(0o755)
+    gimp.write_client_config({"endpoint": endpoint, "start_command": [gimp.path("start-daemon.sh")]})
+    Image.fromarray(photo(160, 200)).save(gimp.host("photo.png"))
+    started = {}
+
+    def host_side():  # the daemon the shim asked for, on the host
+        request = poll(lambda: gimp.host("start-request").exists(), 60)
+        if request:
+            started["endpoint"] = gimp.host("start-request").read_text().strip()
+            started["daemon"] = start_daemon(endpoint=started["endpoint"])
+
+    thread = threading.Thread(target=host_side)
+    thread.start()
+    try:
+        results, output = gimp.run_batch(AUTO_START)
+    finally:
+        thread.join(120)
+        gimp.host("stop").touch()
+        gimp.write_client_config(None)
+        if "daemon" in started:
+            started["daemon"].stop()
+    assert started.get("endpoint") == endpoint, f"the start command did not run:\n{output[-2000:]}"
+    result = results["auto-start"]
+    check_new_layer(result)
+    assert result["seconds"] > 2  # it waited for the daemon to load its model
+
+
+KILLED = """
+image = load('photo.png')
+dream('killed', image, image.get_layers()[0], "R'G'B' u8", endpoint=os.environ['DD_ENDPOINT'], octaves=2, steps=1000)
+"""
+
+
+def test_killed_plugin_stops_the_daemons_job(gimp, dreamd, client):
+    """Cancelling GIMP's progress bar kills the plug-in: the daemon must drop the job by itself."""
+    Image.fromarray(photo(160, 200)).save(gimp.host("photo.png"))
+    process = gimp.batch(KILLED, DD_ENDPOINT=dreamd.endpoint)
+    try:
+        assert poll(lambda: client.ping().get("busy"), 60, 0.1), "the dream never started"
+        plugin = gimp.processes_running(f"{gimp.inside}/config/GIMP/3.0/plug-ins/deepdream/deepdream.py")
+        assert len(plugin) == 1
+        import os
+        import signal
+        killed_at = time.monotonic()
+        os.kill(plugin[0], signal.SIGKILL)
+        assert poll(lambda: not client.ping().get("busy"), 20, 0.1), "the daemon still dreams for a dead client"
+        print(f"daemon idle {time.monotonic() - killed_at:.1f} s after the plug-in was killed")
+        assert wait_for(process, 60), "GIMP did not carry on after its plug-in died"
+    finally:
+        stop(process)
+    result = gimp.results()["killed"]
+    assert result["status"] != "success" and result["new"] is None and len(result["layers"]) == 1
+    # and it still serves others
+    assert client.dream_array(photo(80, 80), dict(octaves=1, steps=1)).shape == (80, 80, 3)
