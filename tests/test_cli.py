@@ -1,9 +1,14 @@
-"""The deepdream command line without a daemon: in-process dreams, image files, errors.
-(The CLI against a real daemon is in test_cli_daemon.py.)"""
+"""The deepdream command line: in-process dreams, image files, errors, and
+the same commands through a real daemon, Ctrl-C included."""
 
+import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -149,3 +154,56 @@ def test_help_lists_the_commands_and_options():
                    "--seed", "--no-detail", "--endpoint", "--in-process", "--weights", "--precision"):
         assert option in done.stdout
     assert all(command in run_cli("--help").stdout for command in ("dream", "ping", "info"))
+
+
+# -- through a real daemon ----------------------------------------------------------------------
+
+def test_ping_and_info_through_the_daemon(daemon):
+    done = run_cli("ping", "--endpoint", daemon.endpoint)
+    assert done.returncode == 0 and done.stdout.startswith(f"ready at {daemon.endpoint}: inception_v3 with random")
+    done = run_cli("info", "--endpoint", daemon.endpoint)
+    assert done.returncode == 0 and "mixed5" in done.stdout and "octaves = " in done.stdout
+    done = run_cli("info", "--json", "--endpoint", daemon.endpoint)
+    assert done.returncode == 0 and json.loads(done.stdout)["limits"]["max_pixels"] > 0
+
+
+def test_dream_through_the_daemon(daemon, tmp_path):
+    source, target = tmp_path / "in.jpg", tmp_path / "out.png"
+    Image.fromarray(np.dstack([photo(80, 96), np.full((80, 96), 200, np.uint8)])).save(tmp_path / "in.png")
+    Image.fromarray(photo(80, 96)).save(source)
+    done = run_cli("dream", tmp_path / "in.png", target, *TINY, "--seed", "3", env=clean_env(DEEPDREAM_ENDPOINT=daemon.endpoint))
+    assert done.returncode == 0, done.stderr
+    assert "in-process" not in done.stderr and "100%" in done.stderr
+    metadata = read_metadata(target)
+    assert metadata["dreamed_by"] == f"daemon at {daemon.endpoint}" and metadata["weights"] == "random"
+    assert metadata["seed"] == 3 and metadata["params"]["steps"] == 2 and metadata["params"]["detail"] is True
+    assert (read_image(target)[..., 3] == 200).all()
+    done = run_cli("dream", source, tmp_path / "out.tif", *TINY, "--octaves", "0", "--endpoint", daemon.endpoint)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().endswith("octaves: must be between 1 and 12, got 0 (INVALID_PARAMS)")
+
+
+def test_ctrl_c_cancels_the_dream_on_the_daemon(daemon, tmp_path):
+    Image.fromarray(photo(80, 96)).save(tmp_path / "in.png")
+    dreaming = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
+         "--endpoint", daemon.endpoint, "--octaves", "1", "--steps", "1000", "--tile-size", "128"],
+        stderr=subprocess.PIPE, text=True, env=clean_env())
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in dreaming.stderr], daemon=True).start()
+    try:
+        while "step" not in lines.get(timeout=60):  # the dream is running on the daemon
+            pass
+        dreaming.send_signal(signal.SIGINT)
+        assert dreaming.wait(timeout=30) == cli.EXIT_INTERRUPTED
+    finally:
+        dreaming.kill()
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    assert "deepdream: cancelled" in "".join(rest) and "Traceback" not in "".join(rest)
+    assert not (tmp_path / "out.png").exists()
+    deadline = time.monotonic() + 10
+    while "CANCELLED (cancel)" not in daemon.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "CANCELLED (cancel)" in daemon.log_text()  # cancelled by request, not noticed as a vanished client
