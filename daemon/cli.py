@@ -138,6 +138,8 @@ def ping_command(args):
     if args.json:
         print(json.dumps(pong, indent=2, sort_keys=True))
         return
+    if pong.get("state") == "error":
+        raise CommandError(f"the daemon at {client.endpoint} is up but could not load its model: {pong.get('error')}")
     work = "busy" if pong.get("busy") else "idle"
     print(f"{pong.get('state')} at {client.endpoint}: {pong.get('model')} with {pong.get('weights')} weights "
           f"on {pong.get('device')} ({pong.get('precision')}); {work}, {pong.get('queued', 0)} queued; "
@@ -169,8 +171,8 @@ def dream_command(args):
         try:
             pong = None if args.in_process else find_daemon(client)
             if pong is None:
-                if not args.in_process:
-                    say(f"no daemon at {client.endpoint}; dreaming in-process (loads the model, slower)")
+                reason = "" if args.in_process else f"no daemon at {client.endpoint}; "
+                say(f"{reason}dreaming in-process (loads the model, slower)")
                 dreamed, record = dream_in_process(image, params, args, bar)
             else:
                 dreamed, record = dream_on_daemon(client, pong, image, params, args, bar)

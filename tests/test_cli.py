@@ -1,6 +1,7 @@
 """The deepdream command line: in-process dreams, image files, errors, and
 the same commands through a real daemon, Ctrl-C included."""
 
+import io
 import json
 import os
 import queue
@@ -124,7 +125,8 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
     (tmp_path / "notes.txt").write_text("not a picture")
     assert cli.main([arg.format(tmp=tmp_path) for arg in args]) == cli.EXIT_ERROR
     error = capsys.readouterr().err
-    assert message in error and error.startswith("deepdream: ") and "Traceback" not in error
+    last_line = error.strip().splitlines()[-1]
+    assert message in last_line and last_line.startswith("deepdream: ") and "Traceback" not in error
     assert not (tmp_path / "out.png").exists()
 
 
@@ -140,6 +142,23 @@ def test_malformed_layers_are_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["dream", "a.png", "b.png", "--layers", "mixed2:lots"])
     assert exit_.value.code == 2 and "the weight after ':' must be a number" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal_and_in_a_log():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        bar = cli.ProgressBar(stream=stream)
+        bar({"octave": 0, "octaves": 0, "step": 0, "steps": 0, "fraction": 0.0, "queued": 2})
+        for step in range(1, 21):
+            bar({"octave": 1, "octaves": 1, "step": step, "steps": 20, "fraction": step / 20})
+        bar.finish()
+    assert "place 2" in terminal.getvalue() and "\r[" + "#" * 30 + "] 100%  octave 1/1  step 20/20\n" in terminal.getvalue()
+    assert log.getvalue().splitlines() == [f"{percent:3d}%  octave 1/1  step {percent // 5}/20"
+                                           for percent in (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)]
 
 
 def test_layers_syntax():
