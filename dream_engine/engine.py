@@ -21,7 +21,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 
 class DreamEngine:
     def __init__(self, model="inception_v3", weights="imagenet", precision="auto",
-                 max_pixels=DEFAULT_MAX_PIXELS, tile_batch=1):
+                 max_pixels=DEFAULT_MAX_PIXELS, tile_batch=1, fold_batch_norm=None):
         if model not in inception.MODELS:
             raise InvalidParams("model", f"must be one of {', '.join(inception.MODELS)}, got {model!r}")
         self.model = model
@@ -32,6 +32,14 @@ class DreamEngine:
         self.tile_batch = tile_batch  # tiles per network call: throughput vs. memory
         self.traces = 0  # how often a gradient function was compiled (tests watch it)
         self._base = inception.load_inception(weights, self.precision)
+        if fold_batch_norm is None:
+            # Folding is the same function up to rounding, which gradient ascent
+            # amplifies (8 levels after 3 steps): float32 stays the seed's exact
+            # graph, the reduced precisions (far less exact anyway) take the speed.
+            fold_batch_norm = self.precision != "float32"
+        self.batch_norm_folded = bool(fold_batch_norm)
+        if fold_batch_norm:
+            self._base = inception.fold_batch_norm(self._base)
         self.layers = inception.dreamable_layers(self._base)
         self._gradients = {}
 

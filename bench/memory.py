@@ -1,0 +1,26 @@
+"""Resident memory of a process, from /proc (Linux): the figure that decides
+whether a 24 MP dream fits on a laptop."""
+
+from pathlib import Path
+
+
+def _status_kib(field, pid="self"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_mib(pid="self"):
+    return _status_kib("VmRSS", pid) / 1024
+
+
+def peak_rss_mib(pid="self"):
+    """The high-water mark of resident memory (VmHWM): what the OS had to give."""
+    return _status_kib("VmHWM", pid) / 1024
+
+
+def reset_peak(pid="self"):
+    """Start the high-water mark again from the current RSS, so the peak
+    measured afterwards belongs to the work that follows, not to model loading."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")

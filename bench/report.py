@@ -1,0 +1,62 @@
+"""Figures as Markdown, and the fast path's quality against float32."""
+
+import os
+import platform
+
+import numpy as np
+
+from .jobs import psnr
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        from importlib.metadata import version
+        tf_version = version("tensorflow")
+    except Exception:  # noqa: BLE001  a missing figure, not a failed bench
+        tf_version = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf_version}
+
+
+def quality(fast, exact, fast_losses, exact_losses):
+    """PSNR of the fast dream against the float32 one, and how far the loss
+    trajectories part (relative to float32's loss at each step)."""
+    fast_losses, exact_losses = np.array(fast_losses), np.array(exact_losses)
+    relative = np.abs(fast_losses - exact_losses) / np.maximum(np.abs(exact_losses), 1e-12)
+    return {"psnr_db": psnr(fast, exact),
+            "mean_abs_level_difference": float(np.abs(fast.astype(float) - exact).mean()),
+            "loss_relative_difference_mean": float(relative.mean()),
+            "loss_relative_difference_max": float(relative.max()),
+            "final_loss": {"fast": float(fast_losses[-1]), "float32": float(exact_losses[-1])}}
+
+
+def markdown(name, rows, details):
+    lines = [f"### {name}", "",
+             "| side | precision | seconds | seed / this | GFLOP/s | start-up s | RSS before MiB | peak RSS MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append("| {} | {} | {:.1f} | {} | {:.0f} | {} | {} | {:.0f} |".format(
+            row["side"], row["precision"], row["seconds"],
+            f"{row['ratio']:.2f}x" if row["ratio"] else "-", row["gflops"],
+            f"{row['load_s']:.1f}" if row.get("load_s") else "-",
+            f"{row['rss_before_mib']:.0f}" if row.get("rss_before_mib") else "-", row["peak_rss_mib"]))
+    lines.append("")
+    for key, value in details.items():
+        lines.append(f"- {key}: {_short(value)}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _short(value):
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    if isinstance(value, list) and value and isinstance(value[0], float):
+        return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+    return str(value)

@@ -1,0 +1,152 @@
+"""python -m bench [--quick] [--job seed|levers|24mp|4000x3000|all] [--json OUT]
+
+Every side of a comparison runs in this same run, one after the other (never
+side by side: they would share the cores), each in its own process so that its
+peak memory is its own. On a shared machine absolute seconds drift with the
+load; the ratios measured in one run are the figures to quote, with the load."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import report
+from .daemon_side import WarmDaemon
+from .jobs import GFLOP_PER_PIXEL_STEP, engine_pixel_steps, make_image, psnr, seed_job
+from .sides import RESULT_MARK
+
+JOBS = ("seed", "levers", "24mp", "4000x3000")
+
+
+def run_side(task):
+    """Run one side in a fresh process; its result dict."""
+    completed = subprocess.run([sys.executable, "-m", "bench.sides", json.dumps(task)],
+                               capture_output=True, text=True)
+    for line in completed.stdout.splitlines():
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    raise RuntimeError(f"bench side {task['side']} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+
+
+def load_average():
+    return os.getloadavg()[0]
+
+
+def seed_comparison(args, out):
+    """The seed's job: the article's loop, the warm daemon, the engine in-process
+    (auto precision and float32), with the quality of the fast path against float32."""
+    steps = 3 if args.quick else 50
+    job = seed_job(steps)
+    params = {**job["params"], "tile_size": args.seed_tile}
+    image_spec = "seed-job"
+    rows, details = [], {"octave_shapes": job["shapes"], "params": params, "load_before": load_average()}
+
+    seed = run_side({"side": "seed", "steps": steps, "out": out})
+    rows.append(_row("seed", "seed loop (article)", "float32", seed, job["pixel_steps"], seed["seconds"]))
+
+    daemon = WarmDaemon(precision="auto")
+    try:
+        dreamed, seconds, daemon_losses, stats = daemon.dream(job["project_image"], params)
+        daemon_row = {"seconds": seconds, "load_s": daemon.ready_s, "peak_rss_mib": daemon.peak_rss_mib()}
+        details["daemon_stats_seconds"] = stats.get("seconds")
+        details["daemon_precision"] = daemon.pong.get("precision")
+    finally:
+        daemon.stop()
+    np.save(f"{out}/daemon.npy", dreamed)
+    rows.append(_row("seed", "deepdream-daemon, warm", details["daemon_precision"], daemon_row,
+                     job["pixel_steps"], seed["seconds"]))
+
+    fast = run_side({"side": "engine", "name": "engine-auto", "image": image_spec, "params": params,
+                     "precision": "auto", "out": out})
+    rows.append(_row("seed", "engine in-process", fast["precision"], fast, job["pixel_steps"], seed["seconds"]))
+    exact = run_side({"side": "engine", "name": "engine-float32", "image": image_spec, "params": params,
+                      "precision": "float32", "out": out})
+    rows.append(_row("seed", "engine in-process", "float32", exact, job["pixel_steps"], seed["seconds"]))
+
+    details["load_after"] = load_average()
+    details["wire_and_queue_s"] = seconds - (details["daemon_stats_seconds"] or seconds)
+    details["quality"] = report.quality(np.load(f"{out}/engine-auto.npy"), np.load(f"{out}/engine-float32.npy"),
+                                        fast["step_losses"], exact["step_losses"])
+    details["daemon_equals_in_process"] = bool(np.array_equal(dreamed, np.load(f"{out}/engine-auto.npy")))
+    details["seed_loss_per_octave"] = seed["octave_losses"]
+    return rows, details
+
+
+def levers(args, out):
+    """What each speed lever gives on the seed's job, engine in-process."""
+    steps = 3 if args.quick else 50
+    job = seed_job(steps)
+    params = {**job["params"], "tile_size": args.seed_tile}
+    variants = [("float32", False, 1), ("float32", True, 1), ("bfloat16", False, 1), ("bfloat16", True, 1)]
+    rows = []
+    reference = None
+    for precision, fold, tile_batch in variants:
+        result = run_side({"side": "engine", "image": "seed-job", "params": params, "precision": precision,
+                           "fold_batch_norm": fold, "tile_batch": tile_batch})
+        reference = reference or result["seconds"]
+        label = f"engine, BN {'folded' if fold else 'kept'}"
+        rows.append(_row("levers", label, precision, result, job["pixel_steps"], reference))
+    return rows, {"ratio_is_against": "the first row (float32, BN kept)", "load": load_average()}
+
+
+def big_photo(args, out):
+    """A 24 MP photo (6000x4000) at the default params: seconds and peak RSS."""
+    spec, params = ("1500x1000x3", {"octaves": 2, "steps": 2}) if args.quick else ("6000x4000x3", {})
+    result = run_side({"side": "engine", "image": spec, "params": params, "precision": "auto"})
+    height, width = (int(v) for v in spec.split("x")[1::-1])
+    return [_row("24mp", f"engine, {spec} default params", result["precision"], result,
+                 engine_pixel_steps((height, width), params), None)], {"load": load_average()}
+
+
+def tile_memory(args, out):
+    """A 4000x3000 RGBA image: peak memory follows the tile size, not the image."""
+    spec = "1000x750x4" if args.quick else "4000x3000x4"
+    rows = []
+    for tile in (256, 512, 1024):
+        params = {"octaves": 1, "steps": 1 if args.quick else 2, "tile_size": tile}
+        result = run_side({"side": "engine", "image": spec, "params": params, "precision": "auto"})
+        height, width = (int(v) for v in spec.split("x")[1::-1])
+        rows.append(_row("4000x3000", f"engine, {spec}, tile {tile}", result["precision"], result,
+                         engine_pixel_steps((height, width), params), None))
+    return rows, {"load": load_average()}
+
+
+RUNNERS = {"seed": seed_comparison, "levers": levers, "24mp": big_photo, "4000x3000": tile_memory}
+
+
+def _row(job, side, precision, result, pixel_steps, seed_seconds):
+    return {"job": job, "side": side, "precision": precision, "seconds": result["seconds"],
+            "ratio": (seed_seconds / result["seconds"]) if seed_seconds else None,
+            "gflops": GFLOP_PER_PIXEL_STEP * pixel_steps / result["seconds"],
+            "load_s": result.get("load_s"), "rss_before_mib": result.get("rss_before_mib"),
+            "peak_rss_mib": result["peak_rss_mib"]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--job", choices=JOBS + ("all",), default="seed")
+    parser.add_argument("--quick", action="store_true", help="a small smoke version of each job (seconds, not minutes)")
+    parser.add_argument("--seed-tile", type=int, default=1024,
+                        help="tile_size for the project on the seed's job (default 1024: like the seed, "
+                             "every octave in one piece)")
+    parser.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
+    args = parser.parse_args(argv)
+
+    jobs = JOBS if args.job == "all" else (args.job,)
+    results = {"machine": report.machine(), "quick": args.quick, "jobs": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-") as out:
+        for name in jobs:
+            started = time.perf_counter()
+            rows, details = RUNNERS[name](args, out)
+            details["wall_s"] = time.perf_counter() - started
+            results["jobs"][name] = {"rows": rows, "details": details}
+            print(report.markdown(name, rows, details), flush=True)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
+    return 0

@@ -1,0 +1,77 @@
+"""One side of a comparison, run in its own process so that its peak memory
+is its own: `python -m bench.sides '<json task>'` prints one result line.
+
+Tasks: {"side": "seed", "steps": N, "out": DIR} runs the article's loop;
+{"side": "engine", "image": SPEC, "params": {...}, "precision": P, "out": DIR}
+runs dream_engine in-process, warm (load and first trace are timed apart)."""
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from . import memory
+from .jobs import make_image, seed_job
+
+RESULT_MARK = "BENCH_RESULT "
+
+
+def run_seed(task):
+    from . import seed_reference
+
+    job = seed_job(task["steps"])
+    started = time.perf_counter()
+    deepdream = seed_reference.DeepDream(seed_reference.build_dream_model())
+    seed_reference.warm_up(deepdream)
+    load_s = time.perf_counter() - started
+    memory.reset_peak()
+    losses = []
+    started = time.perf_counter()
+    dreamed = seed_reference.octave_dream(deepdream, job["seed_image"], task["steps"], losses)
+    seconds = time.perf_counter() - started
+    _save(task, "seed", dreamed)
+    return {"seconds": seconds, "load_s": load_s, "octave_losses": losses, "shape": list(dreamed.shape),
+            "peak_rss_mib": memory.peak_rss_mib()}
+
+
+def run_engine(task):
+    from dream_engine import DreamEngine, DreamParams
+
+    started = time.perf_counter()
+    engine = DreamEngine(weights="random", precision=task.get("precision", "auto"),
+                         tile_batch=task.get("tile_batch", 1), fold_batch_norm=task.get("fold_batch_norm"))
+    params = DreamParams.from_dict(task.get("params", {}))
+    # What the daemon does before it says "ready": one tiny dream traces the step.
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    engine.dream(noise, DreamParams(layers=params.layers, octaves=1, steps=1, jitter=0))
+    load_s = time.perf_counter() - started
+    image = make_image(task["image"])
+    rss_before = memory.rss_mib()
+    memory.reset_peak()
+    losses = []
+    started = time.perf_counter()
+    dreamed = engine.dream(image, params, progress=lambda event: losses.append(event["loss"]))
+    seconds = time.perf_counter() - started
+    _save(task, task.get("name", "engine"), dreamed)
+    return {"seconds": seconds, "load_s": load_s, "step_losses": losses, "shape": list(dreamed.shape),
+            "precision": engine.precision, "batch_norm_folded": engine.batch_norm_folded,
+            "rss_before_mib": rss_before, "peak_rss_mib": memory.peak_rss_mib()}
+
+
+def _save(task, name, image):
+    if task.get("out"):
+        np.save(f"{task['out']}/{name}.npy", image)
+
+
+SIDES = {"seed": run_seed, "engine": run_engine}
+
+
+def main():
+    task = json.loads(sys.argv[1])
+    result = SIDES[task["side"]](task)
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
