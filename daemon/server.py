@@ -16,7 +16,7 @@ import time
 
 import zmq
 
-from . import images
+from . import payloads
 from .jobs import Job, QueueFull
 from .protocol import MAX_HEADER_BYTES, VERSION, ProtocolError, error, pack, unpack
 
@@ -146,7 +146,7 @@ class Server:
         if self.worker.state == "ready":
             self.worker.validate(params)  # early answer; while loading the worker checks them when the job starts
         description = header.get("image")
-        size = images.inspect(description, len(payload) if payload is not None else 0, self.settings.max_pixels)
+        size = payloads.inspect(description, len(payload) if payload is not None else 0, self.settings.max_pixels)
         key = (envelope[0], request_id)
         if key in self.active:
             raise ProtocolError("BAD_REQUEST", f"a dream with id {request_id!r} from this client is already "

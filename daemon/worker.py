@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import zmq
 
-from . import images
+from . import payloads
 from .notify import notify, status
 from .protocol import ProtocolError, error
 
@@ -175,10 +175,10 @@ class Worker(threading.Thread):
             if job.stop_reason:
                 raise DreamCancelled("stopped before it started")
             params = self.validate(job.params)
-            image = images.decode(job.description, job.payload, self.settings.max_pixels)
+            image = payloads.decode(job.description, job.payload, self.settings.max_pixels)
             job.size = f"{image.shape[1]}x{image.shape[0]}x{image.shape[2]} {image.dtype}"
             dreamed, params = self._dream(job, image, params)
-            description, payload = images.encode(dreamed, job.description)
+            description, payload = payloads.encode(dreamed, job.description)
         except ProtocolError as failure:
             return error(job.request_id, failure.code, failure.message), None
         except DreamCancelled:

@@ -11,10 +11,6 @@ import numpy as np
 from .protocol import DTYPE_SIZES, ProtocolError, raw_payload_size
 
 _LITTLE_ENDIAN = {name: np.dtype(name).newbyteorder("<") for name in DTYPE_SIZES}
-# Pillow mode -> (mode to convert to, dtype): what an encoded image is dreamed as.
-_MODES = {"L": ("L", "uint8"), "LA": ("LA", "uint8"), "RGB": ("RGB", "uint8"), "RGBA": ("RGBA", "uint8"),
-          "I;16": ("I;16", "uint16"), "I;16L": ("I;16", "uint16"), "I;16B": ("I;16", "uint16"),
-          "I": ("I;16", "uint16"), "P": ("RGBA", "uint8"), "PA": ("RGBA", "uint8"), "1": ("L", "uint8")}
 
 
 def inspect(description, payload_size, max_pixels):
@@ -62,15 +58,12 @@ def decode(description, payload, max_pixels):
 def _decode_file(payload, max_pixels):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from .image_files import to_array  # Pillow loads on the worker thread only
+
     try:
         picture = Image.open(io.BytesIO(payload))
         check_pixels(*picture.size, max_pixels)  # from the header: nothing decoded yet
-        picture = ImageOps.exif_transpose(picture)  # phones store portraits sideways plus a rotation tag
-        mode, dtype = _MODES.get(picture.mode, ("RGB", "uint8"))
-        if picture.mode == "I":
-            picture = picture.point(lambda value: min(max(value, 0), 65535))
-        picture = picture.convert(mode) if picture.mode != mode else picture
-        array = np.asarray(picture, dtype=np.dtype(dtype))
+        array = to_array(ImageOps.exif_transpose(picture))  # phones store portraits sideways plus a rotation tag
     except ProtocolError:
         raise
     except Image.DecompressionBombError as error:
@@ -78,7 +71,7 @@ def _decode_file(payload, max_pixels):
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise ProtocolError("IMAGE_DECODE", f"the payload is not an image Pillow can read "
                                             f"(PNG, JPEG, WebP, TIFF, ...): {error}") from None
-    return array if array.ndim == 3 else array[..., None]
+    return array
 
 
 def encode(array, description):
@@ -87,10 +80,10 @@ def encode(array, description):
     if description["format"] == "raw":
         pixels = np.ascontiguousarray(array, dtype=_LITTLE_ENDIAN[description["dtype"]])
         return dict(description), memoryview(pixels).cast("B")
-    from PIL import Image
+    from .image_files import to_image
 
     # Encoded requests decode to uint8 of 1-4 channels or 16-bit gray, all of which PNG holds as they are.
-    picture = Image.fromarray(array[..., 0] if channels == 1 else array)
+    picture, _ = to_image(array, "PNG")
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     result = {"format": "encoded", "encoding": "png", "width": width, "height": height,
