@@ -163,8 +163,8 @@ class Worker(threading.Thread):
             outcome = f"{header['code']} ({job.stop_reason})" if job.stop_reason else header["code"]
         log.info("job %r %s: %s in %.2f s (waited %.2f s)", job.request_id, job.size, outcome, seconds,
                  started - job.received)
+        self.current = None  # before the reply: a client that pings right after its result sees busy=false
         self.outbox.post(job, header, payload)
-        self.current = None
         status(f"ready, {'idle' if not len(self.jobs) else f'{len(self.jobs)} waiting'}")
 
     def _answer(self, job):
@@ -193,9 +193,7 @@ class Worker(threading.Thread):
             log.exception("job %r failed", job.request_id)
             return error(job.request_id, "INTERNAL", f"the daemon failed on this request ({type(failure).__name__}: "
                                                      f"{failure}); see its log"), None
-        stats = {"octaves": params.octaves, "steps": params.steps, "seed": params.seed, "layers": params.layers,
-                 "octave_scale": params.octave_scale, "step_size": params.step_size, "tile_size": params.tile_size,
-                 "jitter": params.jitter, **self.describe()}
+        stats = {**params.to_dict(), **self.describe()}
         return {"type": "result", "id": job.request_id, "image": description, "stats": stats}, payload
 
     def _dream(self, job, image, params):
