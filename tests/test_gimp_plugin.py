@@ -6,6 +6,9 @@ download these machines cannot make) and the plug-in reaches it on loopback.
 Every expectation about pixels is checked against what daemon/client.py gets
 from the same daemon for the same pixels and parameters."""
 
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +21,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from daemon.client import DreamClient  # noqa: E402
 from daemon_process import free_port, start_daemon  # noqa: E402
-from harness import GimpRoot, poll, root_or_skip, stop, wait_for  # noqa: E402
+from harness import GimpRoot, Screen, poll, root_or_skip, stop, wait_for  # noqa: E402
 from images import photo  # noqa: E402
 
 PARAMS = dict(octaves=2, steps=3, seed=7, jitter=4, step_size=0.02)
@@ -70,6 +73,8 @@ image = load('gray.png')
 dream('gray', image, image.get_layers()[0], "Y' u8", endpoint=endpoint, {PROPS})
 image, layer = from_raw('rgb16.raw', 96, 80, "R'G'B' u16", precision='u16')
 dream('u16', image, layer, "R'G'B' u16", endpoint=endpoint, {PROPS})
+image, layer = from_raw('rgb16.raw', 96, 80, "R'G'B' u16", precision='float')
+dream('float', image, layer, "R'G'B' float", endpoint=endpoint, {PROPS})
 image, layer = from_raw('offsets.raw', 90, 80, "R'G'B' u8", canvas=(200, 160), offsets=(70, 45))
 dream('offsets', image, layer, "R'G'B' u8", endpoint=endpoint, {PROPS})
 image = load('photo.png')
@@ -97,7 +102,7 @@ def batch(gimp, dreamd):
     results, output = gimp.run_batch(BATCH, DD_ENDPOINT=dreamd.endpoint, DEEPDREAM_ENDPOINT=dreamd.endpoint,
                                      DD_NOBODY=f"tcp://127.0.0.1:{free_port()}")
     print(f"GIMP batch: {time.monotonic() - started:.1f} s")
-    assert len(results) == 9, f"the batch script stopped early:\n{output[-3000:]}"
+    assert len(results) == 10, f"the batch script stopped early:\n{output[-3000:]}"
     return results
 
 
@@ -159,6 +164,16 @@ def test_16_bit_image_has_no_8_bit_round_trip(batch, gimp, client):
     dreamed = pixels(gimp, "u16.new", 80, 96, 3, "<u2")
     assert np.array_equal(dreamed, client.dream_array(source, PARAMS))
     assert np.mean(dreamed % 257 != 0) > 0.5  # 8-bit values widened to 16 bits would all be multiples of 257
+
+
+def test_float_image_is_dreamed_in_float(batch, gimp, client):
+    result = batch["float"]
+    check_new_layer(result)
+    assert result["precision"] == "float-linear"
+    source = pixels(gimp, "float.source-before", 80, 96, 3, "<f4")
+    assert np.allclose(source, photo16(80, 96) / 65535.0, atol=1e-5)
+    expected = client.dream_array(source, PARAMS)
+    assert np.allclose(pixels(gimp, "float.new", 80, 96, 3, "<f4"), expected, atol=1e-5)
 
 
 def test_layer_with_offsets(batch, gimp, client):
@@ -273,8 +288,6 @@ def test_killed_plugin_stops_the_daemons_job(gimp, dreamd, client):
         assert poll(lambda: client.ping().get("busy"), 60, 0.1), "the dream never started"
         plugin = gimp.processes_running(f"{gimp.inside}/config/GIMP/3.0/plug-ins/deepdream/deepdream.py")
         assert len(plugin) == 1
-        import os
-        import signal
         killed_at = time.monotonic()
         os.kill(plugin[0], signal.SIGKILL)
         assert poll(lambda: not client.ping().get("busy"), 20, 0.1), "the daemon still dreams for a dead client"
@@ -286,3 +299,79 @@ def test_killed_plugin_stops_the_daemons_job(gimp, dreamd, client):
     assert result["status"] != "success" and result["new"] is None and len(result["layers"]) == 1
     # and it still serves others
     assert client.dream_array(photo(80, 80), dict(octaves=1, steps=1)).shape == (80, 80, 3)
+
+
+# Where things are in GIMP 3.0's window at 1280x800 with its default layout and font.
+FILTERS_MENU = (426, 12)
+EDIT_MENU = (59, 12)
+NOWHERE = (800, 12)  # the empty end of the menu bar: no brush outline on the canvas in screenshots
+PRESET_COMBO, SUBTLE_PRESET, OK_BUTTON = (253, 28), (163, 60), (345, 453)
+
+
+def image_title(screen, layers):
+    return poll(lambda: [n for n in screen.window_names("GIMP$") if f"{layers} layer" in n], 90, 0.3)
+
+
+def test_interface_menu_dialog_progress_and_one_undo_step(gimp, dreamd):
+    """Filters > DeepDream... opens the dialog; OK dreams into a new layer with progress;
+    Edit > Undo DeepDream (the single undo step) gives back the image as it was."""
+    Image.fromarray(photo(300, 420, seed=11)).save(gimp.host("gui.png"))
+    shots = Path(os.environ.get("DEEPDREAM_SCREENSHOTS") or gimp.host("screens"))
+    shots.mkdir(parents=True, exist_ok=True)
+    screen = Screen(gimp)
+    app = subprocess.Popen(gimp.command("gimp-3.0", "--no-splash", gimp.path("gui.png"), DISPLAY=screen.display,
+                                        DEEPDREAM_ENDPOINT=dreamd.endpoint),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert image_title(screen, 1), "GIMP's image window did not appear"
+        screen.xdotool("windowsize", screen.windows("GIMP$")[0], 1280, 800)
+        screen.xdotool("mousemove", *NOWHERE)
+        time.sleep(1.5)
+        before = np.asarray(Image.open(screen.shot("before.png")).convert("RGB"))
+
+        screen.click(*FILTERS_MENU)
+        time.sleep(1)
+        screen.shot("menu.png")
+        screen.xdotool("key", "Up", "Return")  # the menu's last entry
+        dialog = poll(lambda: screen.windows("^DeepDream...$"), 20)
+        assert dialog, "Filters > DeepDream... did not open a dialog"
+        time.sleep(1)
+        screen.click(*PRESET_COMBO)
+        time.sleep(0.5)
+        screen.click(*SUBTLE_PRESET)
+        time.sleep(0.5)
+        dialog_shot = screen.shot("dialog.png", dialog[0])
+        screen.click(*OK_BUTTON)
+        screen.xdotool("mousemove", *NOWHERE)
+        time.sleep(2)
+        screen.shot("progress.png")
+        assert image_title(screen, 2), "no new layer after OK"
+        screen.xdotool("mousemove", *NOWHERE)
+        time.sleep(1)
+        after = np.asarray(Image.open(screen.shot("after.png")).convert("RGB"))
+
+        screen.click(*EDIT_MENU)
+        time.sleep(1)
+        screen.shot("edit-menu.png")
+        screen.xdotool("key", "Down", "Return")  # "Undo DeepDream", the first entry
+        assert image_title(screen, 1), "one undo did not remove the DeepDream layer"
+        screen.xdotool("mousemove", *NOWHERE)
+        time.sleep(1)
+        undone = np.asarray(Image.open(screen.shot("undone.png")).convert("RGB"))
+    finally:
+        stop(app)
+        screen.close()
+
+    canvas = (slice(80, 760), slice(200, 1040))  # rulers to scroll bars, above the status bar
+    changed = np.any(before[canvas] != after[canvas], axis=2)
+    assert changed.sum() > 0.5 * 300 * 420, "the canvas did not show the dream"
+    assert np.array_equal(before[canvas], undone[canvas]), "after one undo the canvas differs from before"
+    rows, cols = np.nonzero(changed)
+    box = (cols.min() + 200, rows.min() + 80, cols.max() + 201, rows.max() + 81)
+    pair = Image.new("RGB", (2 * (box[2] - box[0]) + 16, box[3] - box[1]), (255, 255, 255))
+    pair.paste(Image.fromarray(before).crop(box), (0, 0))
+    pair.paste(Image.fromarray(after).crop(box), (box[2] - box[0] + 16, 0))
+    pair.save(shots / "before-after.png")
+    Image.open(dialog_shot).save(shots / "gimp-dialog.png")
+    for name in ("menu.png", "progress.png", "edit-menu.png"):
+        Image.open(gimp.host(name)).save(shots / f"gimp-{name}")

@@ -150,3 +150,47 @@ def poll(condition, timeout, interval=0.2):
             return value
         time.sleep(interval)
     return condition()
+
+
+class Screen:
+    """Xvfb inside the root, on a display number it picks itself (-displayfd), and helpers for
+    xdotool and ImageMagick's import, both run inside the root too."""
+
+    def __init__(self, gimp, size=(1280, 800)):
+        self.gimp = gimp
+        read, write = os.pipe()
+        self.process = subprocess.Popen(
+            gimp.command("Xvfb", "-displayfd", str(write), "-screen", "0", f"{size[0]}x{size[1]}x24",
+                         "-nolisten", "tcp"),
+            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        os.close(write)
+        with os.fdopen(read) as handle:
+            number = handle.readline().strip()  # empty if Xvfb died
+        if not number:
+            stop(self.process)
+            raise RuntimeError("Xvfb did not start in the GIMP root")
+        self.display = f":{number}"
+
+    def run(self, *args, check=True):
+        return subprocess.run(self.gimp.command(*args, DISPLAY=self.display), capture_output=True, text=True,
+                              timeout=30, check=check).stdout
+
+    def xdotool(self, *args):
+        return self.run("xdotool", *map(str, args), check=False)
+
+    def click(self, x, y):
+        self.xdotool("mousemove", x, y, "click", 1)
+
+    def window_names(self, pattern):
+        return [name for name in self.xdotool("search", "--name", pattern, "getwindowname", "%@").splitlines() if name]
+
+    def windows(self, pattern):
+        return [int(word) for word in self.xdotool("search", "--onlyvisible", "--name", pattern).split()]
+
+    def shot(self, name, window="root"):
+        """Screenshot (the whole screen, or one window) into the test folder; its host path."""
+        self.run("import", "-window", str(window), self.gimp.path(name))
+        return self.gimp.host(name)
+
+    def close(self):
+        stop(self.process)
