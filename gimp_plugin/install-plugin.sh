@@ -111,8 +111,17 @@ if [ -z "$plugin_dir" ] || [ -n "$(native_version)" ]; then
     fi
 fi
 
-# Where GIMP finds the daemon and how it starts it when nobody has.
-config="${XDG_CONFIG_HOME:-$HOME/.config}/deepdream/client.json"
+# Where GIMP finds the daemon and how it starts it when nobody has. A Flatpak
+# GIMP reads its own copy (its XDG_CONFIG_HOME is inside ~/.var/app), from
+# which the plug-in takes the command to show, as it cannot run it.
+configs=("${XDG_CONFIG_HOME:-$HOME/.config}/deepdream/client.json")
+for target in "${targets[@]}"; do
+    case "$target" in "$HOME"/.var/app/org.gimp.GIMP/*)
+        configs+=("$HOME/.var/app/org.gimp.GIMP/config/deepdream/client.json") ;;
+    esac
+done
+[ ${#configs[@]} -gt 1 ] && [ "${configs[1]}" = "${configs[0]}" ] && configs=("${configs[0]}")
+for config in "${configs[@]}"; do
 mkdir -p "$(dirname "$config")"
 "$python" - "$config" "$venv/bin/deepdream-daemon" <<'PY'
 import json, os, sys
@@ -123,9 +132,11 @@ try:
 except FileNotFoundError:
     settings = {}
 except ValueError as error:
-    sys.exit(f"==> {path} is not valid JSON ({error}); left it alone: fix it, then run install.sh again")
+    settings = error
 if not isinstance(settings, dict):
-    sys.exit(f"==> {path} is not a JSON object; left it alone")
+    print(f"==> {path} is not a JSON object ({settings}); left it alone: GIMP cannot start the daemon by "
+          f"itself until it is fixed (or removed) and install.sh runs again")
+    sys.exit(0)
 wanted = dict(settings)
 wanted.setdefault("endpoint", "tcp://127.0.0.1:5555")
 wanted["start_command"] = [daemon]
@@ -136,3 +147,4 @@ if wanted != settings:
     os.replace(path + ".tmp", path)
 print(f"==> GIMP starts the daemon when needed with {daemon} ({path})")
 PY
+done

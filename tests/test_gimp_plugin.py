@@ -374,4 +374,4 @@ def test_interface_menu_dialog_progress_and_one_undo_step(gimp, dreamd):
     pair.save(shots / "before-after.png")
     Image.open(dialog_shot).save(shots / "gimp-dialog.png")
     for name in ("menu.png", "progress.png", "edit-menu.png"):
-        Image.open(gimp.host(name)).save(shots / f"gimp-{name}")
+        Image.open(gimp.host(name)).convert("RGB").quantize(256).save(shots / f"gimp-{name}", optimize=True)

@@ -129,12 +129,15 @@ def grow(start, size, margin, limit):
     return low, high - low
 
 
-def start_command_hint(endpoint):
-    command = 'deepdream-daemon' + (f' --endpoint {endpoint}' if endpoint != 'tcp://127.0.0.1:5555' else '')
-    return (f'No DeepDream daemon answers at {endpoint}.\n'
-            f'Start it in a terminal with:\n    {command}\n'
-            f'(it is in the .venv/bin folder of your DeepDream installation; running install.sh there '
-            f'records it in {config_path()} so that GIMP can start it by itself).')
+def start_command_hint(endpoint, command):
+    flatpak = os.path.exists('/.flatpak-info')
+    line = ' '.join(command) if isinstance(command, list) else (command or 'deepdream-daemon')
+    if endpoint != 'tcp://127.0.0.1:5555':
+        line += f' --endpoint {endpoint}'
+    return (f'No DeepDream daemon answers at {endpoint}.\nStart it in a terminal with:\n    {line}\n'
+            + ('(GIMP runs as a Flatpak and cannot start it by itself.)' if flatpak and command else
+               '(deepdream-daemon is in the .venv/bin folder of your DeepDream installation; running install.sh '
+               f'there records it in {config_path()} so that GIMP can start it by itself.)'))
 
 
 def wait_until_ready(client, endpoint):
@@ -144,8 +147,8 @@ def wait_until_ready(client, endpoint):
         pong = client.ping(timeout=PING_TIMEOUT)
     except DaemonUnavailable:
         command = load_config().get('start_command')
-        if not command:
-            raise RuntimeError(start_command_hint(endpoint)) from None
+        if not command or os.path.exists('/.flatpak-info'):  # a Flatpak cannot start programs outside it
+            raise RuntimeError(start_command_hint(endpoint, command)) from None
         pong, process, log_path = None, start_daemon(command, endpoint), daemon_log_path()
     else:
         process = log_path = None
