@@ -228,6 +228,25 @@ def test_with_last_values_runs_without_a_dialog(batch):
     assert "mixed2:1,mixed5:1, 4x20 steps" in result["new"]["name"]
 
 
+NO_ZMQ = """
+image = load('photo.png')
+dream('no-zmq', image, image.get_layers()[0], "R'G'B' u8", octaves=1, steps=2)
+"""
+
+
+def test_missing_zmq_is_explained_when_run(gimp):
+    """GIMP's Python without pyzmq: the filter is still there and says what to install."""
+    hide = gimp.host("no-zmq")
+    hide.mkdir(exist_ok=True)
+    (hide / "zmq.py").write_text("raise ImportError('No module named zmq (hidden by the test)')\n")
+    Image.fromarray(photo(80, 96)).save(gimp.host("photo.png"))
+    results, output = gimp.run_batch(NO_ZMQ, PYTHONPATH=gimp.path("no-zmq"))
+    result = results["no-zmq"]
+    assert result["status"] == "execution-error", output[-2000:]
+    assert "sudo apt install python3-zmq python3-msgpack" in result["message"]
+    assert result["new"] is None
+
+
 AUTO_START = """
 image = load('photo.png')
 dream('auto-start', image, image.get_layers()[0], "R'G'B' u8", octaves=1, steps=2)

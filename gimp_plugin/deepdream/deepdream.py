@@ -20,8 +20,12 @@ gi.require_version('Gegl', '0.4')
 from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon.client import (DaemonError, DaemonUnavailable, DreamClient,  # noqa: E402
-                           config_path, load_config, resolve_endpoint)
+try:
+    from daemon.client import (DaemonError, DaemonUnavailable, DreamClient,
+                               config_path, load_config, resolve_endpoint)
+    MISSING = None
+except ImportError as error:  # still register, and say what to install when used
+    MISSING = error
 
 PROC_NAME = 'python-fu-deepdream'
 PING_TIMEOUT = 3.0       # a live daemon answers a ping in milliseconds
@@ -214,6 +218,10 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
         return failure(procedure, 'DeepDream works on one layer at a time: select a single layer.',
                        Gimp.PDBStatusType.CALLING_ERROR)
+    if MISSING is not None:
+        return failure(procedure, f'DeepDream needs the Python modules zmq and msgpack in the Python that runs '
+                                  f'GIMP\'s plug-ins ({sys.executable}): {MISSING}.\nOn Debian and Ubuntu: '
+                                  f'sudo apt install python3-zmq python3-msgpack; then restart GIMP.')
     if run_mode == Gimp.RunMode.INTERACTIVE and not run_dialog(procedure, config):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     Gegl.init(None)
