@@ -14,7 +14,7 @@ service=0
 plugin_args=()
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
     cat <<'TXT'
 Options:
   --dev                 install pytest and build the GIMP 3 test root (needs root or sudo)
@@ -73,10 +73,13 @@ fi
 extras=""
 [ "$dev" = 1 ] && extras="[test]"
 say "Installing the deepdream package$extras into .venv (TensorFlow is large: the first run takes a few minutes)"
-"$venv/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-"$venv/bin/python" -m pip install -q -e "$here$extras" 2>&1 | grep -v '^WARNING: Location' || true
-"$venv/bin/python" -c 'import dream_engine, daemon.client' \
-    || { echo "install.sh: the package did not install; see pip's messages above" >&2; exit 1; }
+pip_log="$venv/pip-install.log"
+pip_install() {
+    "$venv/bin/python" -m pip install --disable-pip-version-check "$@" >"$pip_log" 2>&1 \
+        || { cat "$pip_log" >&2; echo "install.sh: pip failed (log above, also in $pip_log)" >&2; exit 1; }
+}
+pip_install --upgrade pip
+pip_install -e "$here$extras"
 
 # The plug-in runs in GIMP's own Python; this copies it (and the wire code it
 # shares with the client library) beside GIMP's other plug-ins.
