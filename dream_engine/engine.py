@@ -14,7 +14,7 @@ from . import model as inception
 from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
 from .params import DreamParams
 from .pixels import check_image, split
-from .tiling import TileLayout
+from .tiling import TileLayout, roll_into
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -51,14 +51,19 @@ class DreamEngine:
             raise UnknownLayer("layers", f"unknown layer {unknown[0]!r}; this model has {', '.join(self.layers)}")
         check_image(image, inception.MIN_SIDE, self.max_pixels)
         rgb, restore = split(image)
+        network_input = rgb  # split's own copy: scaled in place, no second full-size array
+        network_input *= 2.0
+        network_input -= 1.0
         try:
-            dreamed = self._dream_rgb(rgb * 2.0 - 1.0, params, progress or (lambda event: None),
+            dreamed = self._dream_rgb(network_input, params, progress or (lambda event: None),
                                       should_stop or (lambda: False))
         except tf.errors.ResourceExhaustedError:
             raise OutOfMemory(
                 f"out of memory with tiles of {params.tile_size} px; try a smaller tile_size"
             ) from None
-        return restore((dreamed + 1.0) / 2.0)
+        dreamed += 1.0
+        dreamed /= 2.0
+        return restore(dreamed)
 
     def _dream_rgb(self, original, params, progress, should_stop):
         """Octave gradient ascent on an RGB float image in the network's [-1, 1] range."""
@@ -75,53 +80,63 @@ class DreamEngine:
             if octave:
                 image = resize(image, shape)
             tiles = TileLayout(*shape, params.tile_size, align=inception.layer_stride(params.layers))
+            buffers = _StepBuffers(tiles)
             for step in range(params.steps):
                 if should_stop():
                     raise DreamCancelled("the dream was cancelled")
-                gradient, loss = self._tiled_gradient(image, tiles, gradient_fn, layer_weights,
+                gradient, loss = self._tiled_gradient(image, tiles, buffers, gradient_fn, layer_weights,
                                                       rng, params.jitter, should_stop)
-                gradient /= gradient.std() + 1e-8
-                image += params.step_size * gradient
+                # In place, in the seed's order of operations (the same float32
+                # values), so that a big image needs no full-size temporaries.
+                gradient /= standard_deviation(gradient) + 1e-8
+                gradient *= params.step_size
+                image += gradient
                 np.clip(image, -1.0, 1.0, out=image)
                 done_work += shape[0] * shape[1]
                 progress({"octave": octave + 1, "octaves": len(shapes), "step": step + 1,
                           "steps": params.steps, "fraction": done_work / total_work, "loss": loss})
+            del buffers
             if params.detail and octave + 1 < len(shapes):
                 # Put back what shrinking the original lost at this scale, so the
                 # next octave starts from the photo's detail, not from a blurred copy.
-                same_size_original = resize(original, shape) if octave + 1 < len(shapes) else original
+                same_size_original = resize(original, shape)
                 image += same_size_original - resize(shrunk_original, shape)
                 np.clip(image, -1.0, 1.0, out=image)
                 shrunk_original = same_size_original
         return image
 
-    def _tiled_gradient(self, image, tiles, gradient_fn, layer_weights, rng, jitter, should_stop):
+    def _tiled_gradient(self, image, tiles, buffers, gradient_fn, layer_weights, rng, jitter, should_stop):
         """The loss gradient for the whole image, computed tile by tile under a
         random roll (jitter) and blended with feathered weights."""
         shift = tuple(int(s) for s in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
-        rolled = np.roll(image, shift, axis=(0, 1)) if jitter else image
         if len(tiles) == 1:
+            rolled = np.roll(image, shift, axis=(0, 1)) if jitter else image
             loss, gradient = gradient_fn(rolled[None], layer_weights)
             gradient, loss = gradient.numpy()[0], float(loss[0])
-        else:
-            rolled = tiles.pad(rolled)
-            gradient = np.zeros_like(rolled)
-            losses = []
-            for first in range(0, len(tiles), self.tile_batch):
-                if should_stop():
-                    raise DreamCancelled("the dream was cancelled")
-                origins = tiles.origins[first : first + self.tile_batch]
-                batch = np.stack([tiles.crop(rolled, origin) for origin in origins])
-                tile_losses, tile_gradients = gradient_fn(batch, layer_weights)
-                losses.extend(tile_losses.numpy().tolist())
-                for origin, tile_gradient in zip(origins, tile_gradients.numpy()):
-                    tiles.crop(gradient, origin)[...] += tile_gradient * tiles.weights
-            gradient *= tiles.inverse_coverage
-            gradient = gradient[: image.shape[0], : image.shape[1]]
-            loss = float(np.mean(losses))
-        if jitter:
-            gradient = np.roll(gradient, (-shift[0], -shift[1]), axis=(0, 1))
-        return gradient, loss
+            if jitter:
+                gradient = np.roll(gradient, (-shift[0], -shift[1]), axis=(0, 1))
+            return gradient, loss
+
+        # Large images: the rolled, padded copy and the blended gradient live in
+        # buffers kept for the whole octave, so a step allocates nothing full-size.
+        height, width = image.shape[:2]
+        rolled, blended = buffers.rolled, buffers.blended
+        roll_into(image, shift, rolled[:height, :width])
+        tiles.pad_in_place(rolled)
+        blended.fill(0.0)
+        losses = []
+        for first in range(0, len(tiles), self.tile_batch):
+            if should_stop():
+                raise DreamCancelled("the dream was cancelled")
+            origins = tiles.origins[first : first + self.tile_batch]
+            batch = np.stack([tiles.crop(rolled, origin) for origin in origins])
+            tile_losses, tile_gradients = gradient_fn(batch, layer_weights)
+            losses.extend(tile_losses.numpy().tolist())
+            for origin, tile_gradient in zip(origins, tile_gradients.numpy()):
+                tiles.crop(blended, origin)[...] += tile_gradient * tiles.weights
+        blended *= tiles.inverse_coverage
+        gradient = roll_into(blended[:height, :width], (-shift[0], -shift[1]), buffers.gradient)
+        return gradient, float(np.mean(losses))
 
     def _gradient_function(self, layer_names):
         """A compiled function (tiles, layer weights) -> (loss per tile, gradient),
@@ -144,6 +159,34 @@ class DreamEngine:
 
             self._gradients[layer_names] = gradient
         return self._gradients[layer_names]
+
+
+class _StepBuffers:
+    """Full-size arrays one octave's steps reuse (allocated only when it is tiled)."""
+
+    def __init__(self, tiles):
+        if len(tiles) > 1:
+            self.rolled = np.empty((*tiles.padded_size, 3), np.float32)
+            self.blended = np.empty((*tiles.padded_size, 3), np.float32)
+            self.gradient = np.empty((*tiles.size, 3), np.float32)
+
+
+def standard_deviation(array, rows_per_chunk=512):
+    """array.std(), without the full-size temporary numpy makes for it. Small
+    arrays take numpy's own (the reference-equivalence path); large ones are
+    summed in float64 a band of rows at a time."""
+    if array.shape[0] <= rows_per_chunk:
+        return array.std()
+    count = array.size
+    total = sum(float(np.sum(array[row : row + rows_per_chunk], dtype=np.float64))
+                for row in range(0, array.shape[0], rows_per_chunk))
+    mean = total / count
+    squares = 0.0
+    for row in range(0, array.shape[0], rows_per_chunk):
+        band = array[row : row + rows_per_chunk].astype(np.float64)
+        band -= mean
+        squares += float(np.dot(band.ravel(), band.ravel()))
+    return np.float32((squares / count) ** 0.5)
 
 
 def octave_shapes(size, octaves, scale, min_side):

@@ -41,16 +41,19 @@ def split(image):
     channels = image.shape[2]
     colour = image[..., :3] if channels >= 3 else image[..., :1]
     alpha = image[..., channels - 1 :] if channels in (2, 4) else None
-    rgb = colour.astype(np.float32) / np.float32(scale)
+    rgb = colour.astype(np.float32)
+    rgb /= np.float32(scale)  # in place: a 24 MP image makes no second 288 MB copy
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
 
     def restore(dreamed):
+        # `dreamed` is the engine's own array, so it is reused in place.
         out = dreamed if channels >= 3 else (dreamed @ _LUMA)[..., None]
-        out = np.clip(out, 0.0, 1.0) * np.float32(scale)
+        np.clip(out, 0.0, 1.0, out=out)
+        out *= np.float32(scale)
         if image.dtype != np.float32:
-            out = np.rint(out)
-        out = out.astype(image.dtype)
+            np.rint(out, out=out)
+        out = out.astype(image.dtype, copy=False)
         return np.concatenate([out, alpha], axis=2) if alpha is not None else out
 
     return rgb, restore

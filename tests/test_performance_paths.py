@@ -1,0 +1,96 @@
+"""The fast paths compute what the plain ones do: folded batch norm, bfloat16,
+batched tiles, the buffer-reusing big-image step. Correctness only; the
+timings live in bench/."""
+
+import keras
+import numpy as np
+import pytest
+
+from dream_engine import DreamEngine, DreamParams
+from dream_engine import model as inception
+from dream_engine.engine import standard_deviation
+from dream_engine.tiling import TileLayout, roll_into
+from images import photo
+
+LAYERS = ("mixed2", "mixed5")
+
+
+def psnr(a, b, peak=255.0):
+    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if error == 0 else 10 * np.log10(peak**2 / error)
+
+
+@pytest.fixture(scope="module")
+def fast_engine():
+    return DreamEngine(weights="random", precision="bfloat16")
+
+
+def test_folded_batch_norm_gives_the_same_activations():
+    # Random init leaves the BN statistics at 0 and 1, which would hide a wrong
+    # fold: give every BN real-looking statistics first.
+    base = inception.load_inception("random", "float32")
+    rng = np.random.default_rng(0)
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            channels = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, channels).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, channels).astype(np.float32))
+            layer.beta.assign(rng.normal(0, 0.3, channels).astype(np.float32))
+    folded = inception.fold_batch_norm(base)
+
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    assert inception.dreamable_layers(folded) == inception.dreamable_layers(base)
+    x = rng.uniform(-1, 1, (1, 160, 200, 3)).astype(np.float32)
+    plain = inception.feature_model(base, LAYERS)(x, training=False)
+    fused = inception.feature_model(folded, LAYERS)(x, training=False)
+    for a, b in zip(plain, fused):
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+
+
+def test_float32_keeps_the_exact_graph_and_reduced_precision_folds(engine, fast_engine):
+    assert engine.precision == "float32" and not engine.batch_norm_folded
+    assert fast_engine.precision == "bfloat16" and fast_engine.batch_norm_folded
+
+
+def test_bfloat16_dream_is_close_to_float32(engine, fast_engine):
+    # Gradient ascent amplifies any rounding difference, so the two are compared
+    # as pictures (PSNR of the result, and of the change the dream made), not bit for bit.
+    image = photo(150, 200, seed=4)
+    params = DreamParams(octaves=2, steps=5, step_size=0.02, jitter=8)
+    exact = engine.dream(image, params)
+    fast = fast_engine.dream(image, params)
+    assert psnr(fast, exact) > 30
+    change_exact, change_fast = exact.astype(float) - image, fast.astype(float) - image
+    assert np.corrcoef(change_exact.ravel(), change_fast.ravel())[0, 1] > 0.9
+
+
+def test_batched_tiles_give_the_same_dream(engine):
+    image = photo(300, 420, seed=3)
+    params = DreamParams(octaves=1, steps=2, jitter=16, tile_size=160)
+    one = engine.dream(image, params)
+    engine.tile_batch = 3
+    try:
+        batched = engine.dream(image, params)
+    finally:
+        engine.tile_batch = 1
+    assert np.abs(one.astype(int) - batched.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("height, width, tile", [(300, 420, 160), (1000, 777, 256), (130, 700, 128)])
+def test_in_place_roll_and_padding_match_numpy(height, width, tile):
+    image = np.random.default_rng(height).normal(size=(height, width, 3)).astype(np.float32)
+    for shift in [(0, 0), (5, -7), (-32, 31)]:
+        assert np.array_equal(roll_into(image, shift, np.empty_like(image)), np.roll(image, shift, axis=(0, 1)))
+    layout = TileLayout(height, width, tile)
+    buffer = np.zeros((*layout.padded_size, 3), np.float32)
+    buffer[:height, :width] = image
+    layout.pad_in_place(buffer)
+    assert np.array_equal(buffer, layout.pad(image))
+
+
+def test_banded_standard_deviation_matches_numpy():
+    array = np.random.default_rng(1).normal(0.3, 2.0, (1300, 70, 3)).astype(np.float32)
+    assert standard_deviation(array) == pytest.approx(float(np.std(array.astype(np.float64))), rel=1e-6)
+    small = array[:100]
+    assert standard_deviation(small) == small.std()
