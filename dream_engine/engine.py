@@ -30,7 +30,7 @@ class DreamEngine:
         self.device = inception.describe_device()
         self.max_pixels = max_pixels
         self.tile_batch = tile_batch  # tiles per network call: throughput vs. memory
-        self.traces = 0  # how often a gradient function was compiled (tests watch it)
+        self.traces = 0  # how often a compiled function was traced (tests watch it)
         self._base = inception.load_inception(weights, self.precision)
         if fold_batch_norm is None:
             # Folding is the same function up to rounding, which gradient ascent
@@ -41,7 +41,7 @@ class DreamEngine:
         if fold_batch_norm:
             self._base = inception.fold_batch_norm(self._base)
         self.layers = inception.dreamable_layers(self._base)
-        self._gradients = {}
+        self._functions = {}  # layer names -> _Compiled
 
     def dream(self, image, params=None, progress=None, should_stop=None):
         """Dream `image` (H x W x C numpy array) and return the result, same shape and dtype."""
@@ -67,8 +67,9 @@ class DreamEngine:
 
     def _dream_rgb(self, original, params, progress, should_stop):
         """Octave gradient ascent on an RGB float image in the network's [-1, 1] range."""
-        gradient_fn = self._gradient_function(tuple(params.layers))
+        compiled = self._compiled(tuple(params.layers))
         layer_weights = tf.constant(list(params.layers.values()), tf.float32)
+        step_size = tf.constant(params.step_size, tf.float32)
         rng = np.random.default_rng(params.seed)
         shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, inception.MIN_SIDE)
         total_work = params.steps * sum(h * w for h, w in shapes)
@@ -80,22 +81,32 @@ class DreamEngine:
             if octave:
                 image = resize(image, shape)
             tiles = TileLayout(*shape, params.tile_size, align=inception.layer_stride(params.layers))
-            buffers = _StepBuffers(tiles)
+            whole = len(tiles) == 1
+            if whole:
+                # An image that fits one tile stays in TensorFlow for the whole
+                # octave: roll, gradient, normalization and update in one call
+                # (a quarter faster per step at 845x562 than round trips through numpy).
+                image = tf.convert_to_tensor(image)
+            else:
+                buffers = _StepBuffers(tiles)
             for step in range(params.steps):
                 if should_stop():
                     raise DreamCancelled("the dream was cancelled")
-                gradient, loss = self._tiled_gradient(image, tiles, buffers, gradient_fn, layer_weights,
-                                                      rng, params.jitter, should_stop)
-                # In place, in the seed's order of operations (the same float32
-                # values), so that a big image needs no full-size temporaries.
-                gradient /= standard_deviation(gradient) + 1e-8
-                gradient *= params.step_size
-                image += gradient
-                np.clip(image, -1.0, 1.0, out=image)
+                shift = tuple(int(s) for s in rng.integers(-params.jitter, params.jitter + 1, size=2)) \
+                    if params.jitter else (0, 0)
+                if whole:
+                    image, loss = compiled.whole_step(image, layer_weights, tf.constant(shift, tf.int32), step_size)
+                    loss = float(loss)
+                else:
+                    loss = self._tiled_step(image, tiles, buffers, compiled, layer_weights, shift,
+                                            params.step_size, should_stop)
                 done_work += shape[0] * shape[1]
                 progress({"octave": octave + 1, "octaves": len(shapes), "step": step + 1,
                           "steps": params.steps, "fraction": done_work / total_work, "loss": loss})
-            del buffers
+            if whole:
+                image = np.array(image)
+            else:
+                del buffers
             if params.detail and octave + 1 < len(shapes):
                 # Put back what shrinking the original lost at this scale, so the
                 # next octave starts from the photo's detail, not from a blurred copy.
@@ -105,20 +116,12 @@ class DreamEngine:
                 shrunk_original = same_size_original
         return image
 
-    def _tiled_gradient(self, image, tiles, buffers, gradient_fn, layer_weights, rng, jitter, should_stop):
-        """The loss gradient for the whole image, computed tile by tile under a
-        random roll (jitter) and blended with feathered weights."""
-        shift = tuple(int(s) for s in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
-        if len(tiles) == 1:
-            rolled = np.roll(image, shift, axis=(0, 1)) if jitter else image
-            loss, gradient = gradient_fn(rolled[None], layer_weights)
-            gradient, loss = gradient.numpy()[0], float(loss[0])
-            if jitter:
-                gradient = np.roll(gradient, (-shift[0], -shift[1]), axis=(0, 1))
-            return gradient, loss
-
-        # Large images: the rolled, padded copy and the blended gradient live in
-        # buffers kept for the whole octave, so a step allocates nothing full-size.
+    def _tiled_step(self, image, tiles, buffers, compiled, layer_weights, shift, step_size, should_stop):
+        """One ascent step on a large image, in place: the loss gradient is
+        computed tile by tile under a random roll (jitter) and blended with
+        feathered weights. The rolled, padded copy and the blended gradient
+        live in buffers kept for the whole octave, so a step allocates nothing
+        full-size. Returns the mean loss of the tiles."""
         height, width = image.shape[:2]
         rolled, blended = buffers.rolled, buffers.blended
         roll_into(image, shift, rolled[:height, :width])
@@ -130,24 +133,29 @@ class DreamEngine:
                 raise DreamCancelled("the dream was cancelled")
             origins = tiles.origins[first : first + self.tile_batch]
             batch = np.stack([tiles.crop(rolled, origin) for origin in origins])
-            tile_losses, tile_gradients = gradient_fn(batch, layer_weights)
+            tile_losses, tile_gradients = compiled.tile_gradients(batch, layer_weights)
             losses.extend(tile_losses.numpy().tolist())
             for origin, tile_gradient in zip(origins, tile_gradients.numpy()):
                 tiles.crop(blended, origin)[...] += tile_gradient * tiles.weights
         blended *= tiles.inverse_coverage
         gradient = roll_into(blended[:height, :width], (-shift[0], -shift[1]), buffers.gradient)
-        return gradient, float(np.mean(losses))
+        # The seed's update, in place and in its order of operations.
+        gradient /= standard_deviation(gradient) + 1e-8
+        gradient *= step_size
+        image += gradient
+        np.clip(image, -1.0, 1.0, out=image)
+        return float(np.mean(losses))
 
-    def _gradient_function(self, layer_names):
-        """A compiled function (tiles, layer weights) -> (loss per tile, gradient),
-        one per layer set, traced once for every tile and batch shape."""
-        if layer_names not in self._gradients:
+    def _compiled(self, layer_names):
+        """The compiled functions for one layer set (each traced once, for every
+        image, tile and batch shape):
+        - tile_gradients(tiles, layer weights) -> (loss per tile, gradient);
+        - whole_step(image, layer weights, shift, step_size) -> (image, loss):
+          one full ascent step on an image that fits one tile, the seed's rule."""
+        if layer_names not in self._functions:
             features = inception.feature_model(self._base, layer_names)
 
-            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
-                                          tf.TensorSpec([len(layer_names)], tf.float32)])
-            def gradient(tiles, layer_weights):
-                self.traces += 1  # runs only while tracing
+            def losses_and_gradient(tiles, layer_weights):
                 with tf.GradientTape() as tape:
                     tape.watch(tiles)
                     activations = features(tiles, training=False)
@@ -157,18 +165,40 @@ class DreamEngine:
                     total = tf.reduce_sum(losses)  # tiles are independent: one backward pass for all
                 return losses, tape.gradient(total, tiles)
 
-            self._gradients[layer_names] = gradient
-        return self._gradients[layer_names]
+            weights_spec = tf.TensorSpec([len(layer_names)], tf.float32)
+
+            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32), weights_spec])
+            def tile_gradients(tiles, layer_weights):
+                self.traces += 1  # runs only while tracing
+                return losses_and_gradient(tiles, layer_weights)
+
+            @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32), weights_spec,
+                                          tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float32)])
+            def whole_step(image, layer_weights, shift, step_size):
+                self.traces += 1
+                rolled = tf.roll(image, shift, axis=[0, 1])
+                losses, gradient = losses_and_gradient(rolled[None], layer_weights)
+                gradient = tf.roll(gradient[0], -shift, axis=[0, 1])
+                gradient /= tf.math.reduce_std(gradient) + 1e-8
+                return tf.clip_by_value(image + step_size * gradient, -1.0, 1.0), losses[0]
+
+            self._functions[layer_names] = _Compiled(tile_gradients, whole_step)
+        return self._functions[layer_names]
+
+
+class _Compiled:
+    def __init__(self, tile_gradients, whole_step):
+        self.tile_gradients = tile_gradients
+        self.whole_step = whole_step
 
 
 class _StepBuffers:
-    """Full-size arrays one octave's steps reuse (allocated only when it is tiled)."""
+    """Full-size arrays a tiled octave's steps reuse."""
 
     def __init__(self, tiles):
-        if len(tiles) > 1:
-            self.rolled = np.empty((*tiles.padded_size, 3), np.float32)
-            self.blended = np.empty((*tiles.padded_size, 3), np.float32)
-            self.gradient = np.empty((*tiles.size, 3), np.float32)
+        self.rolled = np.empty((*tiles.padded_size, 3), np.float32)
+        self.blended = np.empty((*tiles.padded_size, 3), np.float32)
+        self.gradient = np.empty((*tiles.size, 3), np.float32)
 
 
 def standard_deviation(array, rows_per_chunk=512):
