@@ -73,9 +73,10 @@ class WarmDaemon:
                 losses.append(event["loss"])
 
         memory.reset_peak(self.process.pid)
-        started = time.perf_counter()
+        cpu_started, started = memory.cpu_seconds(self.process.pid), time.perf_counter()
         dreamed, result = self.client.dream_array(image, params, return_result=True, progress=progress)
         seconds = time.perf_counter() - started
+        self.last_cpu_s = memory.cpu_seconds(self.process.pid) - cpu_started
         return dreamed, seconds, losses, result.stats
 
     def peak_rss_mib(self):

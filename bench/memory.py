@@ -1,6 +1,7 @@
 """Resident memory of a process, from /proc (Linux): the figure that decides
 whether a 24 MP dream fits on a laptop."""
 
+import os
 from pathlib import Path
 
 
@@ -24,3 +25,10 @@ def reset_peak(pid="self"):
     """Start the high-water mark again from the current RSS, so the peak
     measured afterwards belongs to the work that follows, not to model loading."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def cpu_seconds(pid="self"):
+    """User + system CPU time of a whole process so far. On a shared machine
+    this is steadier than wall time: waiting for a core does not count."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -37,12 +37,14 @@ def quality(fast, exact, fast_losses, exact_losses):
 
 def markdown(name, rows, details):
     lines = [f"### {name}", "",
-             "| side | precision | seconds | seed / this | GFLOP/s | start-up s | RSS before MiB | peak RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| side | precision | seconds | ratio | CPU s | CPU ratio | GFLOP/s | start-up s | RSS before MiB "
+             "| peak RSS MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        lines.append("| {} | {} | {:.1f} | {} | {:.0f} | {} | {} | {:.0f} |".format(
+        lines.append("| {} | {} | {:.1f} | {} | {:.1f} | {} | {:.0f} | {} | {} | {:.0f} |".format(
             row["side"], row["precision"], row["seconds"],
-            f"{row['ratio']:.2f}x" if row["ratio"] else "-", row["gflops"],
+            f"{row['ratio']:.2f}x" if row["ratio"] else "-", row["cpu_s"],
+            f"{row['cpu_ratio']:.2f}x" if row["cpu_ratio"] else "-", row["gflops"],
             f"{row['load_s']:.1f}" if row.get("load_s") else "-",
             f"{row['rss_before_mib']:.0f}" if row.get("rss_before_mib") else "-", row["peak_rss_mib"]))
     lines.append("")

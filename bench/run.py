@@ -47,26 +47,27 @@ def seed_comparison(args, out):
     rows, details = [], {"octave_shapes": job["shapes"], "params": params, "load_before": load_average()}
 
     seed = run_side({"side": "seed", "steps": steps, "out": out})
-    rows.append(_row("seed", "seed loop (article)", "float32", seed, job["pixel_steps"], seed["seconds"]))
+    rows.append(_row("seed", "seed loop (article)", "float32", seed, job["pixel_steps"], seed))
 
     daemon = WarmDaemon(precision="auto")
     try:
         dreamed, seconds, daemon_losses, stats = daemon.dream(job["project_image"], params)
-        daemon_row = {"seconds": seconds, "load_s": daemon.ready_s, "peak_rss_mib": daemon.peak_rss_mib()}
+        daemon_row = {"seconds": seconds, "cpu_s": daemon.last_cpu_s, "load_s": daemon.ready_s,
+                      "peak_rss_mib": daemon.peak_rss_mib()}
         details["daemon_stats_seconds"] = stats.get("seconds")
         details["daemon_precision"] = daemon.pong.get("precision")
     finally:
         daemon.stop()
     np.save(f"{out}/daemon.npy", dreamed)
     rows.append(_row("seed", "deepdream-daemon, warm", details["daemon_precision"], daemon_row,
-                     job["pixel_steps"], seed["seconds"]))
+                     job["pixel_steps"], seed))
 
     fast = run_side({"side": "engine", "name": "engine-auto", "image": image_spec, "params": params,
                      "precision": "auto", "out": out})
-    rows.append(_row("seed", "engine in-process", fast["precision"], fast, job["pixel_steps"], seed["seconds"]))
+    rows.append(_row("seed", "engine in-process", fast["precision"], fast, job["pixel_steps"], seed))
     exact = run_side({"side": "engine", "name": "engine-float32", "image": image_spec, "params": params,
                       "precision": "float32", "out": out})
-    rows.append(_row("seed", "engine in-process", "float32", exact, job["pixel_steps"], seed["seconds"]))
+    rows.append(_row("seed", "engine in-process", "float32", exact, job["pixel_steps"], seed))
 
     details["load_after"] = load_average()
     details["wire_and_queue_s"] = seconds - (details["daemon_stats_seconds"] or seconds)
@@ -87,11 +88,12 @@ def levers(args, out):
     params = {**job["params"], "tile_size": args.seed_tile}
     variants = [("float32", False), ("float32", True), ("bfloat16", False), ("bfloat16", True)]
     rows, details = [], {"ratio_is_against": "the first row (float32, BN kept)", "load_before": load_average()}
+    reference = None
     for precision, fold in variants:
         name = f"{precision}-{'folded' if fold else 'kept'}"
         result = run_side({"side": "engine", "name": name, "image": "seed-job", "params": params,
                            "precision": precision, "fold_batch_norm": fold, "out": out})
-        reference = rows[0]["seconds"] if rows else result["seconds"]
+        reference = reference or result
         rows.append(_row("levers", f"engine, BN {'folded' if fold else 'kept'}", precision, result,
                          job["pixel_steps"], reference))
         if rows[1:]:
@@ -126,9 +128,12 @@ def tile_memory(args, out):
 RUNNERS = {"seed": seed_comparison, "levers": levers, "24mp": big_photo, "4000x3000": tile_memory}
 
 
-def _row(job, side, precision, result, pixel_steps, seed_seconds):
+def _row(job, side, precision, result, pixel_steps, reference):
+    """One table row; `reference` is the result the ratios are taken against (the seed's)."""
     return {"job": job, "side": side, "precision": precision, "seconds": result["seconds"],
-            "ratio": (seed_seconds / result["seconds"]) if seed_seconds else None,
+            "cpu_s": result.get("cpu_s"),
+            "ratio": (reference["seconds"] / result["seconds"]) if reference else None,
+            "cpu_ratio": (reference["cpu_s"] / result["cpu_s"]) if reference else None,
             "gflops": GFLOP_PER_PIXEL_STEP * pixel_steps / result["seconds"],
             "load_s": result.get("load_s"), "rss_before_mib": result.get("rss_before_mib"),
             "peak_rss_mib": result["peak_rss_mib"]}

@@ -27,11 +27,11 @@ def run_seed(task):
     load_s = time.perf_counter() - started
     memory.reset_peak()
     losses = []
-    started = time.perf_counter()
+    cpu_started, started = memory.cpu_seconds(), time.perf_counter()
     dreamed = seed_reference.octave_dream(deepdream, job["seed_image"], task["steps"], losses)
-    seconds = time.perf_counter() - started
+    seconds, cpu_s = time.perf_counter() - started, memory.cpu_seconds() - cpu_started
     _save(task, "seed", dreamed)
-    return {"seconds": seconds, "load_s": load_s, "octave_losses": losses, "shape": list(dreamed.shape),
+    return {"seconds": seconds, "cpu_s": cpu_s, "load_s": load_s, "octave_losses": losses, "shape": list(dreamed.shape),
             "peak_rss_mib": memory.peak_rss_mib()}
 
 
@@ -50,11 +50,11 @@ def run_engine(task):
     rss_before = memory.rss_mib()
     memory.reset_peak()
     losses = []
-    started = time.perf_counter()
+    cpu_started, started = memory.cpu_seconds(), time.perf_counter()
     dreamed = engine.dream(image, params, progress=lambda event: losses.append(event["loss"]))
-    seconds = time.perf_counter() - started
+    seconds, cpu_s = time.perf_counter() - started, memory.cpu_seconds() - cpu_started
     _save(task, task.get("name", "engine"), dreamed)
-    return {"seconds": seconds, "load_s": load_s, "step_losses": losses, "shape": list(dreamed.shape),
+    return {"seconds": seconds, "cpu_s": cpu_s, "load_s": load_s, "step_losses": losses, "shape": list(dreamed.shape),
             "precision": engine.precision, "batch_norm_folded": engine.batch_norm_folded,
             "rss_before_mib": rss_before, "peak_rss_mib": memory.peak_rss_mib()}
 

@@ -14,7 +14,7 @@ from . import model as inception
 from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
 from .params import DreamParams
 from .pixels import check_image, split
-from .tiling import TileLayout, roll_into
+from .tiling import TileLayout, rolled_padded_source
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -88,7 +88,7 @@ class DreamEngine:
                 # (a quarter faster per step at 845x562 than round trips through numpy).
                 image = tf.convert_to_tensor(image)
             else:
-                buffers = _StepBuffers(tiles)
+                blended = np.empty_like(image)  # the gradient of a tiled step, reused by every step
             for step in range(params.steps):
                 if should_stop():
                     raise DreamCancelled("the dream was cancelled")
@@ -98,7 +98,7 @@ class DreamEngine:
                     image, loss = compiled.whole_step(image, layer_weights, tf.constant(shift, tf.int32), step_size)
                     loss = float(loss)
                 else:
-                    loss = self._tiled_step(image, tiles, buffers, compiled, layer_weights, shift,
+                    loss = self._tiled_step(image, tiles, blended, compiled, layer_weights, shift,
                                             params.step_size, should_stop)
                 done_work += shape[0] * shape[1]
                 progress({"octave": octave + 1, "octaves": len(shapes), "step": step + 1,
@@ -106,7 +106,7 @@ class DreamEngine:
             if whole:
                 image = np.array(image)
             else:
-                del buffers
+                del blended
             if params.detail and octave + 1 < len(shapes):
                 # Put back what shrinking the original lost at this scale, so the
                 # next octave starts from the photo's detail, not from a blurred copy.
@@ -116,33 +116,37 @@ class DreamEngine:
                 shrunk_original = same_size_original
         return image
 
-    def _tiled_step(self, image, tiles, buffers, compiled, layer_weights, shift, step_size, should_stop):
+    def _tiled_step(self, image, tiles, blended, compiled, layer_weights, shift, step_size, should_stop):
         """One ascent step on a large image, in place: the loss gradient is
         computed tile by tile under a random roll (jitter) and blended with
-        feathered weights. The rolled, padded copy and the blended gradient
-        live in buffers kept for the whole octave, so a step allocates nothing
-        full-size. Returns the mean loss of the tiles."""
+        feathered weights. Tiles are read from the image and their gradients
+        added back through index maps of the rolled, padded frame, so a step
+        needs one full-size buffer (`blended`) and no rolled or padded copy.
+        Returns the mean loss of the tiles."""
         height, width = image.shape[:2]
-        rolled, blended = buffers.rolled, buffers.blended
-        roll_into(image, shift, rolled[:height, :width])
-        tiles.pad_in_place(rolled)
+        source_rows = rolled_padded_source(height, tiles.padded_size[0], shift[0])
+        source_cols = rolled_padded_source(width, tiles.padded_size[1], shift[1])
         blended.fill(0.0)
         losses = []
         for first in range(0, len(tiles), self.tile_batch):
             if should_stop():
                 raise DreamCancelled("the dream was cancelled")
             origins = tiles.origins[first : first + self.tile_batch]
-            batch = np.stack([tiles.crop(rolled, origin) for origin in origins])
+            windows = [(source_rows[y : y + tiles.tile_height], source_cols[x : x + tiles.tile_width])
+                       for y, x in origins]
+            batch = np.stack([image[np.ix_(rows, cols)] for rows, cols in windows])
             tile_losses, tile_gradients = compiled.tile_gradients(batch, layer_weights)
             losses.extend(tile_losses.numpy().tolist())
-            for origin, tile_gradient in zip(origins, tile_gradients.numpy()):
-                tiles.crop(blended, origin)[...] += tile_gradient * tiles.weights
-        blended *= tiles.inverse_coverage
-        gradient = roll_into(blended[:height, :width], (-shift[0], -shift[1]), buffers.gradient)
+            for (y, x), (rows, cols), tile_gradient in zip(origins, windows, tile_gradients.numpy()):
+                # Only the part inside the image frame counts (the padding was reflected).
+                inside_rows, inside_cols = min(tiles.tile_height, height - y), min(tiles.tile_width, width - x)
+                share = tiles.share((y, x))[:inside_rows, :inside_cols]
+                blended[np.ix_(rows[:inside_rows], cols[:inside_cols])] += \
+                    tile_gradient[:inside_rows, :inside_cols] * share
         # The seed's update, in place and in its order of operations.
-        gradient /= standard_deviation(gradient) + 1e-8
-        gradient *= step_size
-        image += gradient
+        blended /= standard_deviation(blended) + 1e-8
+        blended *= step_size
+        image += blended
         np.clip(image, -1.0, 1.0, out=image)
         return float(np.mean(losses))
 
@@ -190,15 +194,6 @@ class _Compiled:
     def __init__(self, tile_gradients, whole_step):
         self.tile_gradients = tile_gradients
         self.whole_step = whole_step
-
-
-class _StepBuffers:
-    """Full-size arrays a tiled octave's steps reuse."""
-
-    def __init__(self, tiles):
-        self.rolled = np.empty((*tiles.padded_size, 3), np.float32)
-        self.blended = np.empty((*tiles.padded_size, 3), np.float32)
-        self.gradient = np.empty((*tiles.size, 3), np.float32)
 
 
 def standard_deviation(array, rows_per_chunk=512):

@@ -59,32 +59,21 @@ class TileLayout:
         extra = [(0, padded - size) for padded, size in zip(self.padded_size, self.size)]
         return np.pad(image, extra + [(0, 0)], mode="reflect")
 
-    def pad_in_place(self, buffer):
-        """Fill the margin of `buffer` (padded size, the image in its top-left
-        corner) by reflection, as pad() would, without a second full-size copy."""
-        height, width = self.size
-        extra_rows, extra_cols = self.padded_size[0] - height, self.padded_size[1] - width
-        if extra_rows >= height or extra_cols >= width:  # a reflection of a reflection: rare, let numpy do it
-            buffer[...] = self.pad(buffer[:height, :width].copy())
-            return
-        if extra_rows:
-            buffer[height:, :width] = buffer[height - 1 - extra_rows : height - 1, :width][::-1]
-        if extra_cols:
-            buffer[:, width:] = buffer[:, width - 1 - extra_cols : width - 1][:, ::-1]
-
     def crop(self, image, origin):
         y, x = origin
         return image[y : y + self.tile_height, x : x + self.tile_width]
 
+    def share(self, origin):
+        """The tile's weight in the blend at each of its pixels: its feather
+        weight over the sum of all tiles' weights there."""
+        return self.weights * self.crop(self.inverse_coverage, origin)
 
-def roll_into(source, shift, out):
-    """out[...] = np.roll(source, shift, axis=(0, 1)), without the temporary
-    full-size array np.roll makes (a 24 MP float image is 288 MB)."""
-    height, width = source.shape[:2]
-    dy, dx = shift[0] % height, shift[1] % width
-    rows = ((slice(0, height - dy), slice(dy, height)), (slice(height - dy, height), slice(0, dy)))
-    cols = ((slice(0, width - dx), slice(dx, width)), (slice(width - dx, width), slice(0, dx)))
-    for source_rows, out_rows in rows:
-        for source_cols, out_cols in cols:
-            out[out_rows, out_cols] = source[source_rows, source_cols]
-    return out
+
+def rolled_padded_source(length, padded_length, shift):
+    """Where each position of an axis that was rolled by `shift` and then
+    reflect-padded to `padded_length` comes from in the original axis: tiles
+    can then be read straight from the image, with no rolled, padded copy."""
+    period = 2 * (length - 1)  # np.pad "reflect": the edge sample is not repeated
+    position = np.arange(padded_length) % period
+    reflected = np.where(position < length, position, period - position)
+    return (reflected - shift) % length

@@ -9,7 +9,7 @@ import pytest
 from dream_engine import DreamEngine, DreamParams
 from dream_engine import model as inception
 from dream_engine.engine import standard_deviation
-from dream_engine.tiling import TileLayout, roll_into
+from dream_engine.tiling import rolled_padded_source
 from images import photo
 
 LAYERS = ("mixed2", "mixed5")
@@ -79,16 +79,11 @@ def test_batched_tiles_give_the_same_dream(engine):
     assert np.abs(one.astype(int) - batched.astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize("height, width, tile", [(300, 420, 160), (1000, 777, 256), (130, 700, 128)])
-def test_in_place_roll_and_padding_match_numpy(height, width, tile):
-    image = np.random.default_rng(height).normal(size=(height, width, 3)).astype(np.float32)
-    for shift in [(0, 0), (5, -7), (-32, 31)]:
-        assert np.array_equal(roll_into(image, shift, np.empty_like(image)), np.roll(image, shift, axis=(0, 1)))
-    layout = TileLayout(height, width, tile)
-    buffer = np.zeros((*layout.padded_size, 3), np.float32)
-    buffer[:height, :width] = image
-    layout.pad_in_place(buffer)
-    assert np.array_equal(buffer, layout.pad(image))
+@pytest.mark.parametrize("length, padded, shift", [(300, 320, 0), (300, 320, 17), (777, 800, -31), (90, 300, 5)])
+def test_rolled_padded_index_map_matches_numpy(length, padded, shift):
+    axis = np.arange(length) * 10
+    rolled_padded = np.pad(np.roll(axis, shift), (0, padded - length), mode="reflect")
+    assert np.array_equal(axis[rolled_padded_source(length, padded, shift)], rolled_padded)
 
 
 def test_banded_standard_deviation_matches_numpy():
