@@ -52,13 +52,6 @@ class TileLayout:
     def __len__(self):
         return len(self.origins)
 
-    def pad(self, image):
-        """The image, extended by reflection to cover the last tiles."""
-        if self.padded_size == self.size:
-            return image
-        extra = [(0, padded - size) for padded, size in zip(self.padded_size, self.size)]
-        return np.pad(image, extra + [(0, 0)], mode="reflect")
-
     def crop(self, image, origin):
         y, x = origin
         return image[y : y + self.tile_height, x : x + self.tile_width]
