@@ -2,6 +2,7 @@
 out-of-memory retries (with a stand-in engine: real OOM needs a full GPU)."""
 
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -79,8 +80,9 @@ def run_jobs(engine, count):
     settings = load_settings([], {})
     context = zmq.Context.instance()
     bell = context.socket(zmq.PULL)
-    bell.bind("inproc://test-outbox")
-    jobs, outbox = JobQueue(4), Outbox(context, "inproc://test-outbox")
+    address = f"inproc://test-outbox-{uuid.uuid4().hex}"  # a closed socket's inproc name is freed asynchronously
+    bell.bind(address)
+    jobs, outbox = JobQueue(4), Outbox(context, address)
     description = {"format": "raw", "dtype": "uint8", "width": 300, "height": 200, "channels": 3}
     for n in range(count):
         jobs.put(Job(f"j{n}", [b"peer"], description, bytes(200 * 300 * 3), {"tile_size": 512}, False, "200x300"))
