@@ -7,6 +7,8 @@ octaves run the same ascent from small sizes up to the full one. On top of it:
 tiles that bound memory, a seeded random roll (jitter), detail re-injection
 between octaves, any dtype and channel count, and cancellation."""
 
+from collections import namedtuple
+
 import numpy as np
 import tensorflow as tf
 
@@ -190,10 +192,7 @@ class DreamEngine:
         return self._functions[layer_names]
 
 
-class _Compiled:
-    def __init__(self, tile_gradients, whole_step):
-        self.tile_gradients = tile_gradients
-        self.whole_step = whole_step
+_Compiled = namedtuple("_Compiled", "tile_gradients whole_step")
 
 
 def standard_deviation(array, rows_per_chunk=512):
