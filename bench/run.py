@@ -38,44 +38,70 @@ def load_average():
 
 
 def seed_comparison(args, out):
-    """The seed's job: the article's loop, the warm daemon, the engine in-process
-    (auto precision and float32), with the quality of the fast path against float32."""
+    """The seed's job: the article's loop against a warm daemon, in rounds that
+    alternate which side goes first (this machine's speed drifts by a third
+    over minutes: a ratio is only fair between runs taken close together; the
+    median round is the figure), then the engine in-process at auto precision
+    and at float32 for the quality of the fast path."""
     steps = 3 if args.quick else 50
+    rounds = 1 if args.quick else args.rounds
     job = seed_job(steps)
     params = {**job["params"], "tile_size": args.seed_tile}
-    image_spec = "seed-job"
-    rows, details = [], {"octave_shapes": job["shapes"], "params": params, "load_before": load_average()}
+    details = {"octave_shapes": job["shapes"], "params": params, "load_before": load_average()}
 
-    seed = run_side({"side": "seed", "steps": steps, "out": out})
-    rows.append(_row("seed", "seed loop (article)", "float32", seed, job["pixel_steps"], seed))
+    seeds, daemons = [], []
+    for number in range(rounds):
+        sides = [lambda: seeds.append(run_side({"side": "seed", "steps": steps, "out": out})),
+                 lambda: daemons.append(daemon_side(job["project_image"], params))]
+        for side in sides if number % 2 == 0 else sides[::-1]:
+            side()
+    ratios = [seed["seconds"] / daemon["seconds"] for seed, daemon in zip(seeds, daemons)]
+    details["rounds"] = [f"seed {seed['seconds']:.1f} s, daemon {daemon['seconds']:.1f} s: {ratio:.2f}x"
+                         for seed, daemon, ratio in zip(seeds, daemons, ratios)]
+    seed, daemon = median_run(seeds), median_run(daemons)
+    rows = [_row("seed", "seed loop (article)", "float32", seed, job["pixel_steps"], seed),
+            {**_row("seed", "deepdream-daemon, warm", daemon["precision"], daemon, job["pixel_steps"], seed),
+             "ratio": float(np.median(ratios)), "cpu_ratio": float(np.median(
+                 [s["cpu_s"] / d["cpu_s"] for s, d in zip(seeds, daemons)]))}]
+    details["daemon_precision"] = daemon["precision"]
 
-    daemon = WarmDaemon(precision="auto")
-    try:
-        dreamed, seconds, daemon_losses, stats = daemon.dream(job["project_image"], params)
-        daemon_row = {"seconds": seconds, "cpu_s": daemon.last_cpu_s, "load_s": daemon.ready_s,
-                      "peak_rss_mib": daemon.peak_rss_mib()}
-        details["daemon_stats_seconds"] = stats.get("seconds")
-        details["daemon_precision"] = daemon.pong.get("precision")
-    finally:
-        daemon.stop()
-    np.save(f"{out}/daemon.npy", dreamed)
-    rows.append(_row("seed", "deepdream-daemon, warm", details["daemon_precision"], daemon_row,
-                     job["pixel_steps"], seed))
-
-    fast = run_side({"side": "engine", "name": "engine-auto", "image": image_spec, "params": params,
+    fast = run_side({"side": "engine", "name": "engine-auto", "image": "seed-job", "params": params,
                      "precision": "auto", "out": out})
     rows.append(_row("seed", "engine in-process", fast["precision"], fast, job["pixel_steps"], seed))
-    exact = run_side({"side": "engine", "name": "engine-float32", "image": image_spec, "params": params,
+    exact = run_side({"side": "engine", "name": "engine-float32", "image": "seed-job", "params": params,
                       "precision": "float32", "out": out})
     rows.append(_row("seed", "engine in-process", "float32", exact, job["pixel_steps"], seed))
 
     details["load_after"] = load_average()
-    details["wire_and_queue_s"] = seconds - (details["daemon_stats_seconds"] or seconds)
+    details["wire_and_queue_s"] = daemon["seconds"] - (daemon["daemon_stats_seconds"] or daemon["seconds"])
     details["quality"] = report.quality(np.load(f"{out}/engine-auto.npy"), np.load(f"{out}/engine-float32.npy"),
                                         fast["step_losses"], exact["step_losses"])
-    details["daemon_equals_in_process"] = bool(np.array_equal(dreamed, np.load(f"{out}/engine-auto.npy")))
+    details["daemon_equals_in_process"] = all(np.array_equal(run["dreamed"], np.load(f"{out}/engine-auto.npy"))
+                                              for run in daemons)
     details["seed_loss_per_octave"] = seed["octave_losses"]
     return rows, details
+
+
+def daemon_side(image, params):
+    """One dream through a freshly started deepdream-daemon (auto precision),
+    timed from "ready": the model is loaded and traced, but the octave sizes
+    are new to it, as they are to the seed's loop in its own fresh process."""
+    daemon = WarmDaemon(precision="auto")
+    try:
+        dreamed, seconds, _, stats = daemon.dream(image, params)
+        result = {"seconds": seconds, "cpu_s": daemon.last_cpu_s, "load_s": daemon.ready_s,
+                  "peak_rss_mib": daemon.peak_rss_mib(), "daemon_stats_seconds": stats.get("seconds"),
+                  "precision": daemon.pong.get("precision"), "dreamed": dreamed}
+    finally:
+        daemon.stop()
+    return result
+
+
+def median_run(runs):
+    """The run with the median seconds (the upper middle of an even count), its
+    peak memory the highest of all runs."""
+    chosen = sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+    return {**chosen, "peak_rss_mib": max(run["peak_rss_mib"] for run in runs)}
 
 
 def levers(args, out):
@@ -146,6 +172,9 @@ def main(argv=None):
     parser.add_argument("--seed-tile", type=int, default=1024,
                         help="tile_size for the project on the seed's job (default 1024: like the seed, "
                              "every octave in one piece)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="seed job: seed-loop / daemon pairs, alternating which goes first (default 3; "
+                             "--quick runs 1)")
     parser.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
 

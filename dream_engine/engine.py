@@ -41,7 +41,8 @@ class DreamEngine:
             fold_batch_norm = self.precision != "float32"
         self.batch_norm_folded = bool(fold_batch_norm)
         if fold_batch_norm:
-            self._base = inception.fold_batch_norm(self._base)
+            stored = None if self.precision == "float32" else self.precision
+            self._base = inception.fold_batch_norm(self._base, dtype=stored)
         self.layers = inception.dreamable_layers(self._base)
         self._functions = {}  # layer names -> _Compiled
 

@@ -51,6 +51,8 @@ def test_folded_batch_norm_gives_the_same_activations():
 def test_float32_keeps_the_exact_graph_and_reduced_precision_folds(engine, fast_engine):
     assert engine.precision == "float32" and not engine.batch_norm_folded
     assert fast_engine.precision == "bfloat16" and fast_engine.batch_norm_folded
+    # Folded weights are rounded to bfloat16 once, not cast at every step.
+    assert {variable.dtype for variable in fast_engine._base.weights} == {"bfloat16"}
 
 
 def test_bfloat16_dream_is_close_to_float32(engine, fast_engine):
