@@ -69,6 +69,20 @@ def test_bfloat16_dream_is_close_to_float32(engine, fast_engine):
     assert np.corrcoef(change_exact.ravel(), change_fast.ravel())[0, 1] > 0.8
 
 
+def test_float16_gradient_keeps_the_float32_direction(engine):
+    # float16 is what precision="auto" picks on a CUDA GPU. A mean's gradient is
+    # about 1e-7 per activation, under float16's smallest normal number: before
+    # loss scaling, 54% of a float16 gradient at 845x562 was exactly zero
+    # (float32: 0.9%) and its correlation with float32's was 0.90.
+    half = DreamEngine(weights="random", precision="float16")
+    image = photo(300, 400, seed=5).astype(np.float32)[None] / 127.5 - 1.0
+    weights = np.ones(len(LAYERS), np.float32)
+    exact = engine._compiled(LAYERS).tile_gradients(image, weights)[1].numpy().ravel()
+    fast = half._compiled(LAYERS).tile_gradients(image, weights)[1].numpy().ravel()
+    assert np.mean(fast == 0) <= np.mean(exact == 0) + 0.01
+    assert np.corrcoef(fast, exact)[0, 1] > 0.99
+
+
 def test_batched_tiles_give_the_same_dream(engine):
     image = photo(300, 420, seed=3)
     params = DreamParams(octaves=1, steps=2, jitter=16, tile_size=160)
