@@ -2,6 +2,7 @@
 
 import os
 import platform
+import subprocess
 
 import numpy as np
 
@@ -20,7 +21,20 @@ def machine():
         tf_version = version("tensorflow")
     except Exception:  # noqa: BLE001  a missing figure, not a failed bench
         tf_version = "?"
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf_version}
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": _gpu_names(), "python": platform.python_version(),
+            "tensorflow": tf_version}
+
+
+def _gpu_names():
+    """The CUDA cards, from nvidia-smi (this process stays free of TensorFlow);
+    the daemon's own report of the device it dreams on is in the seed job's details."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "none"
+    names = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+    return ", ".join(names) if listed.returncode == 0 and names else "none"
 
 
 def quality(fast, exact, fast_losses, exact_losses):

@@ -63,6 +63,7 @@ def seed_comparison(args, out):
             {**_row("seed", "deepdream-daemon, warm", daemon["precision"], daemon, job["pixel_steps"], seed),
              "ratio": float(np.median(ratios)), "cpu_ratio": float(np.median(
                  [s["cpu_s"] / d["cpu_s"] for s, d in zip(seeds, daemons)]))}]
+    details["daemon_device"] = daemon["device"]
     details["daemon_precision"] = daemon["precision"]
 
     fast = run_side({"side": "engine", "name": "engine-auto", "image": "seed-job", "params": params,
@@ -91,7 +92,8 @@ def daemon_side(image, params):
         dreamed, seconds, _, stats = daemon.dream(image, params)
         result = {"seconds": seconds, "cpu_s": daemon.last_cpu_s, "load_s": daemon.ready_s,
                   "peak_rss_mib": daemon.peak_rss_mib(), "daemon_stats_seconds": stats.get("seconds"),
-                  "precision": daemon.pong.get("precision"), "dreamed": dreamed}
+                  "precision": daemon.pong.get("precision"), "device": daemon.pong.get("device"),
+                  "dreamed": dreamed}
     finally:
         daemon.stop()
     return result
@@ -180,6 +182,7 @@ def main(argv=None):
 
     jobs = JOBS if args.job == "all" else (args.job,)
     results = {"machine": report.machine(), "quick": args.quick, "jobs": {}}
+    print("Machine: " + ", ".join(f"{key} {value}" for key, value in results["machine"].items()) + "\n", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as out:
         for name in jobs:
             started = time.perf_counter()
