@@ -203,10 +203,7 @@ def test_dream_through_the_daemon(daemon, tmp_path):
 
 
 def test_ctrl_c_cancels_the_dream_on_the_daemon(daemon, tmp_path):
-    # Tiled (several tiles a step), so that 1000 steps last minutes, not the few
-    # seconds a one-tile image takes: the cancel must beat the dream's end (in
-    # one full-suite run an 80x96 dream finished first).
-    Image.fromarray(photo(200, 240)).save(tmp_path / "in.png")
+    Image.fromarray(photo(80, 96)).save(tmp_path / "in.png")
     dreaming = subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
          "--endpoint", daemon.endpoint, "--octaves", "1", "--steps", "1000", "--tile-size", "128"],
@@ -217,8 +214,7 @@ def test_ctrl_c_cancels_the_dream_on_the_daemon(daemon, tmp_path):
         while "step" not in lines.get(timeout=60):  # the dream is running on the daemon
             pass
         dreaming.send_signal(signal.SIGINT)
-        exit_code = dreaming.wait(timeout=30)
-        assert exit_code == cli.EXIT_INTERRUPTED, f"exit {exit_code}, stderr after the first step: {list(lines.queue)}"
+        assert dreaming.wait(timeout=30) == cli.EXIT_INTERRUPTED
     finally:
         dreaming.kill()
     rest = []
