@@ -207,7 +207,10 @@ def test_ctrl_c_cancels_the_dream_on_the_daemon(daemon, tmp_path):
     dreaming = subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
          "--endpoint", daemon.endpoint, "--octaves", "1", "--steps", "1000", "--tile-size", "128"],
-        stderr=subprocess.PIPE, text=True, env=clean_env())
+        stderr=subprocess.PIPE, text=True, env=clean_env(),
+        # A shell starts background jobs with SIGINT ignored, and children inherit
+        # that: put Ctrl-C back, or a suite run with `&` tests nothing.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in dreaming.stderr], daemon=True).start()
     try:
