@@ -9,16 +9,24 @@ Every request gets its own DEALER socket, so a client object may be shared by
 threads (one can cancel() what another is dreaming) and a socket that timed
 out is simply thrown away (the zguide's lazy pirate). Idempotent requests
 (ping, info, cancel) are retried on a fresh socket until their deadline, which
-carries them across a daemon restart; a dream is never resent."""
+carries them across a daemon restart; a dream is never resent.
 
+Settings are checked before any socket exists (check_endpoint, the resolve_*
+functions): ZeroMQ takes some bad endpoints without a word and then waits
+forever, and raises on others from inside connect(). close() never blocks."""
+
+import ipaddress
 import json
 import os
+import re
+import struct
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
+from zmq.utils import z85
 
 from . import protocol
 
@@ -27,6 +35,11 @@ CANCEL_GRACE = 3.0  # how long an interrupted dream waits to see the daemon conf
 _FIRST_ATTEMPT = 0.25  # lazy-pirate attempts start short and double: a live daemon answers in ms
 _LONGEST_ATTEMPT = 2.0
 _POLL_SLICE = 0.1  # how often a dream looks at cancel_check while it waits
+_MIN_DREAM_SILENCE = 3.0  # three missed heartbeats (the daemon sends one a second): one late one is no loss
+_LOST_PING = 2.0  # the ping that tells a lost dream's user whether the daemon is still there
+ENDPOINT_SCHEMES = ("tcp", "ipc")  # the transports the daemon listens on
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")  # a DNS name or an IPv4 address
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 class DaemonError(Exception):
@@ -40,11 +53,29 @@ class DaemonError(Exception):
 
 
 class DaemonUnavailable(Exception):
-    """No daemon answered in time (not running, wrong endpoint, wrong keys, or it died)."""
+    """No daemon answered in time (not running, wrong endpoint, wrong keys, or it
+    died), or the daemon lost a dream (it restarted)."""
 
     def __init__(self, endpoint, message):
         super().__init__(message)
         self.endpoint = endpoint
+
+
+class SettingsError(ValueError):
+    """An endpoint or CURVE key that cannot work, found before any socket is
+    made; the message names the value, where it came from, and what to write."""
+
+
+class DreamInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a dream, raised once the daemon was asked to cancel it;
+    `stopped`: whether the daemon confirmed that the dream ended."""
+
+    def __init__(self, endpoint, stopped):
+        super().__init__(f"the daemon at {endpoint} stopped the dream" if stopped else
+                         f"asked the daemon at {endpoint} to stop the dream; it did not confirm "
+                         f"within {CANCEL_GRACE:g} s")
+        self.endpoint = endpoint
+        self.stopped = stopped
 
 
 @dataclass
@@ -71,55 +102,138 @@ def load_config():
 
 
 def resolve_endpoint(explicit=None):
-    """explicit, else $DEEPDREAM_ENDPOINT, else the config file's "endpoint", else the default."""
-    return (explicit or os.environ.get("DEEPDREAM_ENDPOINT") or load_config().get("endpoint")
-            or protocol.DEFAULT_ENDPOINT)
+    """explicit, else $DEEPDREAM_ENDPOINT, else the config file's "endpoint", else
+    the default; checked (check_endpoint)."""
+    endpoint, source = _setting(explicit, "DEEPDREAM_ENDPOINT", "endpoint")
+    return check_endpoint(endpoint or protocol.DEFAULT_ENDPOINT, source)
+
+
+def check_endpoint(endpoint, source=None):
+    """`endpoint` if a daemon can listen there (tcp://HOST:PORT or ipc://PATH),
+    else SettingsError with a hint. `source` says where the value came from."""
+    where = f" ({source})" if source else ""
+    if not isinstance(endpoint, str):
+        raise SettingsError(f"endpoint {endpoint!r}{where}: write it as text, e.g. {protocol.DEFAULT_ENDPOINT}")
+    scheme, separator, address = endpoint.partition("://")
+    if not separator:
+        hint = (f"ipc://{endpoint}" if endpoint.startswith("/") else f"tcp://{endpoint}"
+                if _tcp_problem(endpoint) is None else "tcp://HOST:PORT or ipc:///path/to/socket")
+        raise SettingsError(f"endpoint {endpoint!r}{where} has no scheme: write {hint}")
+    if scheme not in ENDPOINT_SCHEMES:
+        raise SettingsError(f"endpoint {endpoint!r}{where}: the daemon listens on tcp://HOST:PORT or "
+                            f"ipc:///path/to/socket, not {scheme}://")
+    problem = _tcp_problem(address) if scheme == "tcp" else None if address else "no socket path after ipc://"
+    if problem:
+        raise SettingsError(f"endpoint {endpoint!r}{where}: {problem}")
+    return endpoint
+
+
+def _tcp_problem(address):
+    """What is wrong with a tcp:// endpoint's HOST:PORT, or None."""
+    host, _, port = address.rpartition(":")
+    if not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
+        return "write tcp://HOST:PORT with a port from 1 to 65535, e.g. " + protocol.DEFAULT_ENDPOINT
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return f"{host} is not an IPv6 address"
+        return None
+    if ":" in host:
+        return f"write an IPv6 address in brackets: tcp://[{host}]:{port}"
+    if not _HOST.fullmatch(host):
+        return f"{host!r} is not a host name or address" if host else f"no host before :{port}"
+    return None
 
 
 def resolve_server_key(explicit=None):
     """The daemon's CURVE public key, as for the endpoint: explicit, else
     $DEEPDREAM_SERVER_KEY, else the config file's "server_key"; None means no
     CURVE. The value is the Z85 key itself or the path of its key file (the
-    daemon's server.key)."""
-    key = explicit or os.environ.get("DEEPDREAM_SERVER_KEY") or load_config().get("server_key")
+    daemon's server.key). SettingsError if it is neither."""
+    key, source = _setting(explicit, "DEEPDREAM_SERVER_KEY", "server_key")
     if not key:
         return None
+    where = f" ({source})" if source else ""
     if isinstance(key, bytes):
-        key = key.decode("ascii")
+        key = key.decode("ascii", "replace")
+    if not isinstance(key, str):
+        raise SettingsError(f"the daemon's CURVE key{where}: give the 40-character Z85 key or its key file")
     if len(key) == 40 and not os.path.exists(key):
-        return key.encode("ascii")
-    return _load_key_file(key)[0]
+        return _check_key(key, f"the daemon's CURVE key {key!r}{where}")  # a public key: fine to show
+    return _load_key_file(key, f"the daemon's CURVE key file {key}{where}")[0]
 
 
 def resolve_client_keys(explicit=None):
     """This client's CURVE (public, secret) pair: explicit (a pair, or the path
     of a .key_secret file made by zmq.auth), else $DEEPDREAM_CLIENT_KEY, else the
     config file's "client_key"; None lets a fresh pair be made per client (enough
-    for a daemon that has no list of authorized clients)."""
-    keys = explicit or os.environ.get("DEEPDREAM_CLIENT_KEY") or load_config().get("client_key")
+    for a daemon that has no list of authorized clients). SettingsError if
+    unusable."""
+    keys, source = _setting(explicit, "DEEPDREAM_CLIENT_KEY", "client_key")
     if not keys:
         return None
+    where = f" ({source})" if source else ""
     if isinstance(keys, (tuple, list)):
-        return tuple(key.encode("ascii") if isinstance(key, str) else key for key in keys)
-    public, secret = _load_key_file(keys)
+        if len(keys) != 2:
+            raise SettingsError(f"this client's CURVE keys{where}: give a (public, secret) pair or a .key_secret file")
+        return tuple(_check_key(key, f"this client's CURVE keys{where}") for key in keys)  # one is secret: not shown
+    if not isinstance(keys, (str, os.PathLike)):
+        raise SettingsError(f"this client's CURVE keys{where}: give the path of a .key_secret file")
+    what = f"this client's CURVE key file {os.fspath(keys)}{where}"
+    public, secret = _load_key_file(keys, what)
     if secret is None:
-        raise ValueError(f"{keys} holds no secret key; give the .key_secret file")
+        raise SettingsError(f"{what} holds no secret key; give the .key_secret file")
     return public, secret
 
 
-def _load_key_file(path):
+def _setting(explicit, variable, key):
+    """(value, where it came from) of a client setting: explicit, else
+    $variable, else the config file's `key`."""
+    if explicit:
+        return explicit, None
+    if os.environ.get(variable):
+        return os.environ[variable], f"from ${variable}"
+    return load_config().get(key), f'"{key}" in {config_path()}'
+
+
+def _load_key_file(path, what):
+    """(public, secret or None) from a key file written by zmq.auth, both checked."""
     from zmq.auth import load_certificate  # only now: plain-TCP clients never need it
 
-    return load_certificate(os.path.expanduser(os.fspath(path)))
+    path = os.path.expanduser(os.fspath(path))
+    if not os.path.exists(path):
+        raise SettingsError(f"{what}: no such file (give the key file, or the 40-character Z85 key itself)")
+    try:
+        public, secret = load_certificate(path)
+    except OSError as error:
+        raise SettingsError(f"{what}: cannot read it ({error.strerror or error})") from None
+    except ValueError:
+        raise SettingsError(f"{what}: not a key file (it has no public-key line)") from None
+    return _check_key(public, what), None if secret is None else _check_key(secret, what)
+
+
+def _check_key(key, what):
+    """A CURVE key as the 40 bytes of its Z85 text; SettingsError if it is not one
+    (libzmq would refuse it only inside the socket)."""
+    try:
+        text = key.encode("ascii") if isinstance(key, str) else bytes(key)
+        if len(text) == 40:
+            z85.decode(text)  # every character in Z85's alphabet, every 5-character group under 2**32
+            return text
+    except (TypeError, ValueError, KeyError, struct.error):  # what bytes() and z85.decode raise on junk
+        pass
+    raise SettingsError(f"{what}: not a valid key (a CURVE key is 40 characters of Z85 text, as in a zmq key file)")
 
 
 class DreamClient:
     def __init__(self, endpoint=None, timeout=DEFAULT_TIMEOUT, curve_server_key=None, curve_client_keys=None):
         """`timeout`: seconds a ping/info/cancel may take in all (retries included),
-        and the silence after which a dream checks that the daemon is still alive.
+        and the silence about a dream (at least 3 s) after which it is lost.
         `curve_server_key`: the daemon's CURVE public key (Z85 or key file path);
         `curve_client_keys`: this client's (public, secret) pair or its secret key file,
-        not given: see resolve_client_keys."""
+        not given: see resolve_client_keys. A setting that cannot work raises
+        SettingsError here, before any socket exists."""
         self.endpoint = resolve_endpoint(endpoint)
         self.timeout = timeout
         self._server_key = resolve_server_key(curve_server_key)
@@ -173,7 +287,8 @@ class DreamClient:
         `cancel_check()` is asked about ten times a second; when it
         returns true the dream is cancelled on the daemon and DaemonError
         CANCELLED is raised. Ctrl-C (KeyboardInterrupt) cancels it too, then
-        propagates. `timeout`: see DreamClient."""
+        propagates as DreamInterrupted. `timeout`: see DreamClient; a dream
+        the daemon says nothing about for that long is lost (DaemonUnavailable)."""
         image = protocol.raw_image(width, height, channels, dtype)
         try:
             expected = protocol.raw_payload_size(image)
@@ -217,47 +332,48 @@ class DreamClient:
             try:
                 return self._await_dream(socket, request_id, progress, silence, cancel_check)
             except KeyboardInterrupt:
-                self._cancel_on(socket, request_id, CANCEL_GRACE)
-                raise
+                final = self._cancel_on(socket, request_id, CANCEL_GRACE)
+                raise DreamInterrupted(self.endpoint, stopped=final is not None) from None
 
     def _await_dream(self, socket, request_id, progress, silence, cancel_check):
-        """Progress events until the final reply. Silence alone does not end a
-        dream: a big step or a queue ahead can be quiet for long, so after
-        `silence` seconds the daemon is pinged, and only a daemon that does not
-        answer, or answers with nothing running or queued, gives up the wait."""
-        quiet_since = time.monotonic()
+        """Progress events until the final reply. The daemon sends a dream that
+        asked for progress a heartbeat at least every second, queued or running
+        (docs/protocol.md, section 8), so `silence` seconds without a word about
+        this dream mean it is lost: the daemon died, or restarted and forgot it.
+        Only the dream's own messages can tell: a restarted daemon busy with
+        other clients' dreams looks, to a ping, just like one busy with ours."""
+        ping_timeout, silence = min(silence, _LOST_PING), max(silence, _MIN_DREAM_SILENCE)
+        heard = time.monotonic()
         while True:
             if cancel_check is not None and cancel_check():
                 final = self._cancel_on(socket, request_id, max(silence, CANCEL_GRACE))
                 if final is not None and final.get("type") == "error":
                     _final(final)
                 raise DaemonError("CANCELLED", "the dream was cancelled", request_id)
-            slice_s = _POLL_SLICE if cancel_check is not None else silence
-            reply = self._receive(socket, request_id, min(slice_s, max(0.0, quiet_since + silence - time.monotonic())))
-            if reply is not None:
-                header, payload = reply
-                if header.get("type") == "progress":
-                    quiet_since = time.monotonic()
-                    if progress is not None:
-                        progress(header)
-                    continue
+            remaining = heard + silence - time.monotonic()
+            if remaining <= 0:
+                raise self._lost(silence, ping_timeout)
+            reply = self._receive(socket, request_id, min(_POLL_SLICE, remaining) if cancel_check else remaining)
+            if reply is None:
+                continue
+            heard = time.monotonic()
+            header, payload = reply
+            if header.get("type") != "progress":
                 return _dream_result(header, payload)
-            if time.monotonic() - quiet_since >= silence:
-                self._check_still_working(silence)
-                quiet_since = time.monotonic()
+            if progress is not None:
+                progress(header)
 
-    def _check_still_working(self, silence):
+    def _lost(self, silence, ping_timeout):
+        """The error for a dream the daemon stopped talking about. A ping tells
+        the user which way it was lost; it cannot tell whether the dream lives."""
         try:
-            pong = self.ping(timeout=silence)
+            self.ping(timeout=ping_timeout)
         except DaemonUnavailable:
-            raise self._unavailable(
-                f"the daemon stopped answering during the dream (silent for {silence:g} s); it was not resent"
-            ) from None
-        if not pong.get("busy") and not pong.get("queued"):
-            raise self._unavailable(
-                "the daemon answers but has no dream running or queued: it lost this one "
-                "(restarted?); the dream was not resent"
-            )
+            return self._unavailable(
+                f"the daemon stopped answering during the dream (silent for {silence:g} s); it was not resent")
+        return DaemonUnavailable(self.endpoint, (
+            f"the daemon at {self.endpoint} answers, but has sent nothing about this dream for {silence:g} s: "
+            "it lost it (restarted?); the dream was not resent"))
 
     def _cancel_on(self, socket, request_id, grace):
         """Cancel on the dream's own socket and wait up to `grace` seconds for the
@@ -279,13 +395,18 @@ class DreamClient:
 
     def _socket(self):
         socket = self._context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)  # an unanswered request must not keep the process alive
-        if self._server_key:
-            public, secret = self._client_keys
-            socket.curve_serverkey = self._server_key
-            socket.curve_publickey = public
-            socket.curve_secretkey = secret
-        socket.connect(self.endpoint)
+        try:
+            socket.setsockopt(zmq.LINGER, 0)  # an unanswered request must not keep the process alive
+            socket.setsockopt(zmq.IPV6, 1)  # so that tcp://[::1]:PORT works; IPv4 addresses are unaffected
+            if self._server_key:
+                public, secret = self._client_keys
+                socket.curve_serverkey = self._server_key
+                socket.curve_publickey = public
+                socket.curve_secretkey = secret
+            socket.connect(self.endpoint)
+        except zmq.ZMQError as error:  # what the checks cannot foresee: an ipc path too long, no CURVE in libzmq
+            socket.close()
+            raise SettingsError(f"cannot connect to {self.endpoint}: {zmq.strerror(error.errno)}") from None
         return socket
 
     @staticmethod
@@ -325,7 +446,9 @@ class DreamClient:
         return f"{self.timeout if timeout is None else timeout:g} s"
 
     def close(self):
-        self._context.term()  # every socket is closed by the time a call returns
+        """Never blocks: a socket still open (another thread's request, cut
+        short) is closed too, and unsent messages are dropped."""
+        self._context.destroy(linger=0)
 
     def __enter__(self):
         return self

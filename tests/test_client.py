@@ -16,9 +16,10 @@ import zmq.auth
 from PIL import Image
 
 from daemon import protocol
-from daemon.client import DaemonError, DaemonUnavailable, DreamClient, resolve_endpoint
+from daemon.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError, resolve_endpoint
 from daemon_process import DaemonProcess, free_port, start_daemon
 from images import photo
+from raw_wire import connect, dream_request, final, ping, send, wait_for
 
 TINY = {"octaves": 1, "steps": 3, "tile_size": 128, "jitter": 0}
 ENDLESS = {"octaves": 1, "steps": 1000, "tile_size": 128, "jitter": 0}  # only ever cancelled
@@ -151,6 +152,64 @@ def test_ping_retries_across_a_restart_and_a_dream_is_never_resent(monkeypatch):
             second[0].stop()
 
 
+def test_a_queued_dream_lives_on_its_heartbeats_past_the_timeout(client, daemon):
+    """Another client's long dream keeps ours queued for longer than our
+    timeout: the daemon's heartbeats about our dream keep it alive."""
+    other = connect(daemon.endpoint)
+    try:
+        send(other, *dream_request(photo(80, 80), ENDLESS, request_id="the-long-one"))
+        wait_for(lambda: ping(daemon.endpoint)["busy"], 30, "the other client's dream started")
+        threading.Timer(5.0, lambda: client.cancel("the-long-one")).start()  # past our 3 s of allowed silence
+        events = []
+        with DreamClient(daemon.endpoint, timeout=1.0) as impatient:
+            dreamed = impatient.dream_array(photo(80, 80), TINY, progress=events.append)
+        assert dreamed.shape == (80, 80, 3)
+        assert sum(event.get("queued") == 1 for event in events) >= 3  # a heartbeat a second while it waited
+        assert final(other)[0]["code"] == "CANCELLED"
+    finally:
+        other.close()
+
+
+def test_a_restarted_daemon_busy_with_others_does_not_keep_a_lost_dream_waiting():
+    """The daemon dies mid-dream and another takes its endpoint, busy with
+    other clients' dreams: it answers every ping with busy=true but knows
+    nothing of ours. The stand-in for that daemon is a ROUTER socket saying
+    exactly that (a real one would need its own long dream from a second
+    client, and seconds of model loading, for the same pong). The client must
+    give the dream up, as lost, instead of waiting for as long as others keep
+    the new daemon busy."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    first = start_daemon(endpoint=endpoint)
+    started, outcome = threading.Event(), []
+    with DreamClient(endpoint, timeout=1.0) as client:
+        dreaming = threading.Thread(target=lambda: outcome.append(catch(lambda: client.dream_array(
+            photo(80, 80), ENDLESS, progress=lambda event: event["octave"] and started.set()))))
+        dreaming.start()
+        assert started.wait(60), "the dream never started"
+        first.process.kill()
+        first.stop()
+        pongs = []
+        restarted = zmq.Context.instance().socket(zmq.ROUTER)
+        restarted.setsockopt(zmq.LINGER, 0)
+        restarted.bind(endpoint)
+        try:
+            deadline = time.monotonic() + 30
+            while dreaming.is_alive() and time.monotonic() < deadline:
+                if restarted.poll(100):
+                    peer, *frames = restarted.recv_multipart()
+                    header = protocol.unpack(frames[-1])
+                    if header.get("op") == "ping":  # busy with others; dreams and cancels go unanswered
+                        pongs.append(header)
+                        restarted.send_multipart([peer, b"", protocol.pack({
+                            "type": "pong", "id": header["id"], "state": "ready", "busy": True, "queued": 2})])
+        finally:
+            restarted.close()
+        assert not dreaming.is_alive(), "the client still waits for a dream the busy daemon does not have"
+    assert isinstance(outcome[0], DaemonUnavailable), outcome[0]
+    assert "answers, but has sent nothing about this dream" in str(outcome[0]) and "not resent" in str(outcome[0])
+    assert pongs, "the client did not ask the daemon"
+
+
 def catch(action):
     try:
         return action()
@@ -169,6 +228,72 @@ def test_curve_round_trip(tmp_path):
         with DreamClient(secured.endpoint, timeout=1.0) as plain:  # no key: the handshake never completes
             with pytest.raises(DaemonUnavailable):
                 plain.ping()
+
+
+def test_a_curve_client_key_file_works(tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    zmq.auth.create_certificates(str(keys), "server")
+    zmq.auth.create_certificates(str(keys), "me")
+    with start_daemon("--curve-keys", str(keys)) as secured:
+        server_key = (keys / "server.key").read_text().split('public-key = "')[1][:40]  # the Z85 text itself
+        with DreamClient(secured.endpoint, curve_server_key=server_key,
+                         curve_client_keys=str(keys / "me.key_secret")) as client:
+            assert client.ping()["state"] == "ready"
+
+
+@pytest.fixture
+def no_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for name in ("DEEPDREAM_ENDPOINT", "DEEPDREAM_SERVER_KEY", "DEEPDREAM_CLIENT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "public.key").write_text('curve\n    public-key = "%s"\n' % zmq.curve_keypair()[0].decode())
+    (tmp_path / "folder.key").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"endpoint": "127.0.0.1:5555"}, "endpoint '127.0.0.1:5555' has no scheme: write tcp://127.0.0.1:5555"),
+    ({"endpoint": "foo://bar"}, "the daemon listens on tcp://HOST:PORT or ipc:///path/to/socket, not foo://"),
+    ({"endpoint": "tcp://:5555"}, "no host before :5555"),
+    ({"endpoint": "tcp://127.0.0.1:99999"}, "a port from 1 to 65535"),
+    ({"endpoint": "tcp://::1:5555"}, "write an IPv6 address in brackets: tcp://[::1]:5555"),
+    ({"curve_server_key": "~" * 40}, "the daemon's CURVE key '" + "~" * 40 + "': not a valid key"),
+    ({"curve_server_key": "#" * 40}, "not a valid key"),  # Z85 letters, but more than 32 bits per 5
+    ({"curve_server_key": "{tmp}/missing.key"}, "file {tmp}/missing.key: no such file"),
+    ({"curve_server_key": "{tmp}/folder.key"}, "file {tmp}/folder.key: cannot read it (Is a directory)"),
+    ({"curve_server_key": "{tmp}/public.key", "curve_client_keys": "{tmp}/public.key"}, "holds no secret key"),
+    ({"curve_server_key": "{tmp}/public.key", "curve_client_keys": ("x" * 40, "y" * 39)}, "not a valid key"),
+])
+def test_bad_settings_fail_before_any_socket(no_settings, settings, message):
+    settings = {key: value.format(tmp=no_settings) if isinstance(value, str) else value
+                for key, value in settings.items()}
+    with pytest.raises(SettingsError) as failure:
+        DreamClient(**settings)
+    assert message.format(tmp=no_settings) in str(failure.value)
+    assert "y" * 39 not in str(failure.value)  # a secret key is never shown
+
+
+def test_bad_settings_name_where_they_came_from(no_settings, monkeypatch):
+    monkeypatch.setenv("DEEPDREAM_SERVER_KEY", "~" * 40)
+    with pytest.raises(SettingsError, match=r"\(from \$DEEPDREAM_SERVER_KEY\)"):
+        DreamClient("tcp://127.0.0.1:5555")
+    (no_settings / "config" / "deepdream").mkdir(parents=True)
+    (no_settings / "config" / "deepdream" / "client.json").write_text(json.dumps({"endpoint": "localhost:5555"}))
+    with pytest.raises(SettingsError, match=r'\("endpoint" in .*client\.json\) has no scheme: write tcp://localhost:5555'):
+        resolve_endpoint()
+
+
+def test_close_never_blocks_after_a_failed_connect(tmp_path):
+    """What the checks cannot see (a socket path longer than the system allows)
+    still fails at once, and close() still returns."""
+    client = DreamClient(f"ipc://{tmp_path}/{'x' * 200}.sock", timeout=1.0)
+    with pytest.raises(SettingsError, match="File name too long"):
+        client.ping()
+    closing = threading.Thread(target=client.close)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "close() blocked"
 
 
 def test_resolve_endpoint_order(tmp_path, monkeypatch):
