@@ -8,12 +8,15 @@ Errors are one clear message on stderr and exit status 1; Ctrl-C exits 130
 (after cancelling the job on the daemon)."""
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 from . import protocol
-from .client import DaemonError, DaemonUnavailable, DreamClient
+from .client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
 from .image_files import ImageFileError, output_format, read_image, write_image
 
 PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-process
@@ -31,8 +34,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.command(args) or 0
-    except KeyboardInterrupt:
-        print("deepdream: cancelled", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # the client's DreamInterrupted says what became of the dream
+        print(f"deepdream: interrupted{f'; {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (CommandError, ImageFileError, DaemonUnavailable) as error:
         print(f"deepdream: {error}", file=sys.stderr)
@@ -76,7 +79,9 @@ def build_parser():
     knobs.add_argument("--octave-scale", type=float, metavar="F", help="size ratio between octaves")
     knobs.add_argument("--steps", type=int, metavar="N", help="gradient ascent steps per octave")
     knobs.add_argument("--step-size", type=float, metavar="F", help="size of each step")
-    knobs.add_argument("--tile-size", type=int, metavar="PX", help="tile side: bounds memory, not the image size")
+    knobs.add_argument("--tile-size", type=int, metavar="PX",
+                       help="largest tile side, 128..4096: bounds memory, not the image size (default 0: automatic, "
+                            "tiles only where the daemon's memory budget needs them)")
     knobs.add_argument("--jitter", type=int, metavar="PX", help="largest random shift per step (hides tile seams)")
     knobs.add_argument("--seed", type=int, metavar="N", help="random seed, for a reproducible dream")
     knobs.add_argument("--no-detail", dest="detail", action="store_false", default=None,
@@ -126,8 +131,8 @@ def connect(args):
     try:
         return DreamClient(args.endpoint, timeout=args.timeout, curve_server_key=args.server_key,
                            curve_client_keys=args.client_key)
-    except (OSError, ValueError) as error:  # an unreadable or malformed key file
-        raise CommandError(f"cannot use the daemon's CURVE key: {error}") from None
+    except SettingsError as error:  # a malformed endpoint or key, an unreadable key file: before any socket
+        raise CommandError(str(error)) from None
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -162,16 +167,16 @@ def info_command(args):
 
 
 def dream_command(args):
-    output_format(args.output)  # a bad extension should fail now, not after the dream
-    image = read_image(args.input)
-    params = requested_params(args)
-    bar = ProgressBar(enabled=not args.quiet)
+    check_output(args.output)  # a path that cannot be written fails now, not after the dream
     started = time.monotonic()
-    with connect(args) as client:
+    with contextlib.nullcontext() if args.in_process else connect(args) as client:
+        image = read_image(args.input)
+        params = requested_params(args)
+        bar = ProgressBar(enabled=not args.quiet)
         try:
-            pong = None if args.in_process else find_daemon(client)
+            pong = None if client is None else find_daemon(client)
             if pong is None:
-                reason = "" if args.in_process else f"no daemon at {client.endpoint}; "
+                reason = "" if client is None else f"no daemon at {client.endpoint}; "
                 say(f"{reason}dreaming in-process (loads the model, slower)")
                 dreamed, record = dream_in_process(image, params, args, bar)
             else:
@@ -182,6 +187,19 @@ def dream_command(args):
         say(f"note: {note}")
     height, width = dreamed.shape[:2]
     say(f"wrote {args.output} ({width}x{height}) in {time.monotonic() - started:.1f} s")
+
+
+def check_output(path):
+    """Refuse an output the dream could not be written to: its format, its folder."""
+    output_format(path)
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise CommandError(f"{path}: is a folder; name the file to write")
+    if not folder.is_dir():
+        raise CommandError(f"{path}: cannot write it, there is no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CommandError(f"{path}: cannot write it (permission denied)")
 
 
 def find_daemon(client):

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+import zmq
 from PIL import Image
 
 from daemon import cli
@@ -112,6 +113,11 @@ def test_image_file_round_trip(tmp_path, extension, dtype, channels):
     (["dream", "{tmp}/missing.png", "{tmp}/out.png"], "missing.png: no such file"),
     (["dream", "{tmp}/notes.txt", "{tmp}/out.png"], "not an image file"),
     (["dream", "{tmp}/in.png", "{tmp}/out.bmp"], "unsupported output format"),
+    # the output is checked before anything is dreamed (these would dream, then fail to write)
+    (["dream", "{tmp}/in.png", "{tmp}/no-such-folder/out.png", "--in-process", *TINY, "--weights", "random"],
+     "no-such-folder/out.png: cannot write it, there is no folder"),
+    (["dream", "{tmp}/in.png", "{tmp}/folder.png", "--in-process", *TINY, "--weights", "random"],
+     "folder.png: is a folder; name the file to write"),
     (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--octaves", "0"],
      "octaves: must be between 1 and 12, got 0"),
     (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--tile-size", "64"], "tile_size"),
@@ -123,6 +129,7 @@ def test_image_file_round_trip(tmp_path, extension, dtype, channels):
 def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
     Image.fromarray(photo(80, 80)).save(tmp_path / "in.png")
     (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "folder.png").mkdir()
     assert cli.main([arg.format(tmp=tmp_path) for arg in args]) == cli.EXIT_ERROR
     error = capsys.readouterr().err
     last_line = error.strip().splitlines()[-1]
@@ -136,6 +143,27 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path, no_daemon):
     assert done.stderr.strip() == f"deepdream: {tmp_path / 'missing.jpg'}: no such file"
     done = run_cli("ping", "--endpoint", no_daemon, "--timeout", "0.5")
     assert done.returncode == 1 and "no daemon at" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ping", "--endpoint", "127.0.0.1:5555"], "endpoint '127.0.0.1:5555' has no scheme: write tcp://127.0.0.1:5555"),
+    (["info", "--endpoint", "foo://bar"], "the daemon listens on tcp://HOST:PORT or ipc:///path/to/socket, not foo://"),
+    (["dream", "{tmp}/in.png", "{tmp}/out.png", "--endpoint", "127.0.0.1:5555"], "has no scheme"),  # not in-process
+    (["ping", "--server-key", "~" * 40], "the daemon's CURVE key '" + "~" * 40 + "': not a valid key"),
+    (["dream", "{tmp}/in.png", "{tmp}/out.png", "--server-key", "{tmp}/missing.key"],
+     "the daemon's CURVE key file {tmp}/missing.key: no such file"),
+    (["ping", "--server-key", "{tmp}/server.key", "--client-key", "{tmp}/server.key"], "holds no secret key"),
+])
+def test_bad_endpoint_or_key_is_one_line_at_once(tmp_path, args, message):
+    """Each of these used to hang forever (a connect() that raised left its socket open)."""
+    Image.fromarray(photo(80, 80)).save(tmp_path / "in.png")
+    (tmp_path / "server.key").write_text('curve\n    public-key = "%s"\n' % zmq.curve_keypair()[0].decode())
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", *(arg.format(tmp=tmp_path) for arg in args)],
+                          capture_output=True, text=True, timeout=60, env=clean_env())
+    assert done.returncode == cli.EXIT_ERROR
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("deepdream: "), done.stderr
+    assert message.format(tmp=tmp_path) in done.stderr
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_malformed_layers_are_a_usage_error(capsys):
@@ -223,7 +251,8 @@ def test_ctrl_c_cancels_the_dream_on_the_daemon(daemon, tmp_path):
     rest = []
     while not lines.empty():
         rest.append(lines.get())
-    assert "deepdream: cancelled" in "".join(rest) and "Traceback" not in "".join(rest)
+    assert f"deepdream: interrupted; the daemon at {daemon.endpoint} stopped the dream\n" in "".join(rest)
+    assert "Traceback" not in "".join(rest)
     assert not (tmp_path / "out.png").exists()
     deadline = time.monotonic() + 10
     while "CANCELLED (cancel)" not in daemon.log_text() and time.monotonic() < deadline:
