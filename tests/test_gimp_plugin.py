@@ -247,6 +247,34 @@ def test_missing_zmq_is_explained_when_run(gimp):
     assert result["new"] is None
 
 
+BAD_SETTINGS = """
+for case, endpoint in (('no-scheme', '127.0.0.1:5555'), ('bad-scheme', 'foo://bar'),
+                       ('bad-key', os.environ['DD_ENDPOINT'])):
+    image = load('photo.png')
+    dream(case, image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, octaves=1, steps=2)
+"""
+
+
+def test_bad_endpoint_or_key_is_a_message_and_the_image_is_untouched(gimp):
+    """Each used to hang the plug-in (and GIMP's progress bar) forever. The key
+    comes from the environment, as for every case: the bad endpoints are
+    refused before the key is looked at."""
+    Image.fromarray(photo(80, 96)).save(gimp.host("photo.png"))
+    gimp.write_client_config(None)
+    results, output = gimp.run_batch(BAD_SETTINGS, DD_ENDPOINT=f"tcp://127.0.0.1:{free_port()}",
+                                     DEEPDREAM_SERVER_KEY="~" * 40)
+    assert len(results) == 3, f"the batch script stopped early:\n{output[-3000:]}"
+    expected = {"no-scheme": "endpoint '127.0.0.1:5555' has no scheme: write tcp://127.0.0.1:5555",
+                "bad-scheme": "the daemon listens on tcp://HOST:PORT or ipc:///path/to/socket, not foo://",
+                "bad-key": "the daemon's CURVE key '" + "~" * 40 + "' (from $DEEPDREAM_SERVER_KEY): not a valid key"}
+    for case, message in expected.items():
+        result = results[case]
+        assert result["status"] == "execution-error", result
+        assert result["message"].startswith("DeepDream cannot use this setting: ") and message in result["message"]
+        assert "\n" not in result["message"]
+        check_unchanged(gimp, result, case)
+
+
 AUTO_START = """
 image = load('photo.png')
 dream('auto-start', image, image.get_layers()[0], "R'G'B' u8", octaves=1, steps=2)

@@ -21,7 +21,7 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
-    from daemon.client import (DaemonError, DaemonUnavailable, DreamClient,
+    from daemon.client import (DaemonError, DaemonUnavailable, DreamClient, SettingsError,
                                config_path, load_config, resolve_endpoint)
     MISSING = None
 except ImportError as error:  # still register, and say what to install when used
@@ -30,7 +30,7 @@ except ImportError as error:  # still register, and say what to install when use
 PROC_NAME = 'python-fu-deepdream'
 PING_TIMEOUT = 3.0       # a live daemon answers a ping in milliseconds
 START_TIMEOUT = 240.0    # importing TensorFlow and building the model, on a slow machine
-DREAM_SILENCE = 60.0     # no progress for this long: ask the daemon whether it still works on it
+DREAM_SILENCE = 60.0     # no word about the dream for this long (the daemon sends one a second): it is lost
 MIN_SIDE = 75           # InceptionV3's smallest input
 CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (less around small ones)
 
@@ -246,6 +246,8 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         return failure(procedure, f'The DeepDream daemon could not dream this image ({error.code}):\n{error.message}')
     except DaemonUnavailable as error:
         return failure(procedure, f'Lost the DeepDream daemon: {error}')
+    except SettingsError as error:  # before any socket: the endpoint field, $DEEPDREAM_*, client.json
+        return failure(procedure, f'DeepDream cannot use this setting: {error}')
     except (RuntimeError, ValueError) as error:
         return failure(procedure, str(error))
     except Exception as error:  # a bug here must still end as a message, not a hung progress bar
