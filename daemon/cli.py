@@ -51,7 +51,8 @@ def build_parser():
     group.add_argument("--endpoint", help="the daemon's ZeroMQ endpoint (default: $DEEPDREAM_ENDPOINT, "
                        f"else \"endpoint\" in ~/.config/deepdream/client.json, else {protocol.DEFAULT_ENDPOINT})")
     group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                       help="give up on a daemon that stays silent this long (default: 10)")
+                       help="give up on a daemon that stays silent this long, and on a dream it says nothing "
+                            "about for this long, 3 at least (default: 10)")
     group.add_argument("--server-key", metavar="KEY",
                        help="the daemon's CURVE public key (Z85 text or a key file), for a daemon "
                             "on a non-loopback address (default: $DEEPDREAM_SERVER_KEY or \"server_key\" in the config)")
