@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .protocol import DEFAULT_ENDPOINT, MAX_HEADER_BYTES
+from .protocol import DEFAULT_ENDPOINT, MAX_HEADER_BYTES, shown
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "gpu")
@@ -35,6 +35,8 @@ class Settings:
 
     def finish(self):
         """Check every value and fill in the derived ones."""
+        if not self.endpoints:
+            raise ConfigError("no endpoint to listen on: give at least one --endpoint")
         for endpoint in self.endpoints:
             if not endpoint.startswith(("tcp://", "ipc://")):
                 raise ConfigError(f"endpoint {endpoint!r}: use tcp://HOST:PORT or ipc:///path/to/socket")
@@ -137,7 +139,10 @@ def _from_file(path, environ):
         raise ConfigError(f"reading {path} needs Python 3.11 or later; use flags or DEEPDREAM_* variables") from None
 
     try:
-        table = tomllib.loads(path.read_text())
+        table = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"cannot read the config file {path}: it is not UTF-8 text (byte {error.start}); "
+                          f"TOML files are UTF-8") from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"cannot read the config file {path}: {error}") from None
     known = {name: kind for name, kind, _metavar, _help in OPTIONS}
@@ -150,16 +155,20 @@ def _from_file(path, environ):
             value = [value] if isinstance(value, str) else value
             if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
                 raise ConfigError(f"{path}: endpoint must be a string or a list of strings")
-        else:
-            value = _convert(known[name], value, f"{path}: {key}")
+        elif type(value) is not known[name]:  # TOML has types: 2.7 or true is no queue length, 5 no weights name
+            raise ConfigError(f"{path}: {key} must be {_KIND_WORDS[known[name]]}, got {shown(value)}")
         values[name] = value
     return values
 
 
-def _convert(kind, value, where):
-    if kind is int and isinstance(value, str):
-        value = value.replace("_", "")
+_KIND_WORDS = {int: "a whole number", str: "text (in quotes)"}
+
+
+def _convert(kind, text, where):
+    """An environment variable's text as `kind`: strictly, "2.7" or "5 MB" is no whole number."""
+    if kind is str:
+        return text
     try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {'a whole number' if kind is int else 'text'}, got {value!r}") from None
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{where}: expected {_KIND_WORDS[kind]}, got {text!r}") from None

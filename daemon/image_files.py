@@ -6,10 +6,16 @@ what the array has (alpha in JPEG, 16 bits in WebP), the file gets the nearest
 thing it can hold and the caller is told what was lost."""
 
 import json
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from .protocol import shown
+
+# The only decoders ever run on an input. Pillow knows dozens more (PCX, SGI, DDS, ...),
+# each more code an untrusted file could reach, and it hands EPS to Ghostscript.
+DECODED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 METADATA_KEY = "deepdream"
 _MODES_FOR_FORMAT = {  # what each format stores of our modes; the rest is converted
@@ -25,6 +31,10 @@ class ImageFileError(Exception):
     """An image file that cannot be read or written; the message is for the user."""
 
 
+class ImageTooLarge(ImageFileError):
+    """More pixels than the reader's limit, known from the file's header alone."""
+
+
 def output_format(path):
     """Pillow's format name for an output path, by its extension."""
     suffix = str(path).lower().rpartition(".")[2]
@@ -34,19 +44,50 @@ def output_format(path):
     return format_name
 
 
-def read_image(path):
+def read_image(path, max_pixels=None):
+    """The image file at `path` as decode_image gives it; errors name the file."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)  # dream the photo the way it is shown
-            return to_array(image)
+        with open(path, "rb") as file:
+            return decode_image(file, max_pixels)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageFileError(f"{path}: is a directory, not an image") from None
-    except UnidentifiedImageError:
-        raise ImageFileError(f"{path}: not an image file Pillow can read (PNG, JPEG, WebP, TIFF, ...)") from None
+    except ImageFileError as error:
+        raise type(error)(f"{path}: {error}") from None
     except OSError as error:
-        raise ImageFileError(f"{path}: cannot read it ({error})") from None
+        raise ImageFileError(f"{path}: cannot read it ({error.strerror or error})") from None
+
+
+def decode_image(file, max_pixels=None):
+    """A PNG, JPEG, WebP or TIFF file (an open binary file) as to_array gives it, turned
+    the way it is shown (phones store portraits sideways plus a rotation tag).
+
+    With `max_pixels`, an image with more pixels is refused from its header, before a pixel
+    is decoded, and Pillow's decompression-bomb guard is set to the same limit (it reads the
+    module-wide Image.MAX_IMAGE_PIXELS: a process has one limit, its daemon's); without,
+    Pillow's default guard applies. Raises ImageTooLarge or ImageFileError."""
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow warns above it (ignored: checked below) and refuses twice it
+    kind = "image"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(file, formats=DECODED_FORMATS)
+        kind = f"{image.format} image"
+        with image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLarge(f"the image is {width}x{height} = {width * height:,} pixels; "
+                                    f"the limit is {max_pixels:,}")
+            return to_array(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError:  # over twice the limit: Pillow refuses before we see the size
+        raise ImageTooLarge(f"the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, says its header; "
+                            f"the limit is {max_pixels or 2 * Image.MAX_IMAGE_PIXELS:,}") from None
+    except UnidentifiedImageError:
+        raise ImageFileError("not a PNG, JPEG, WebP or TIFF image") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow's decoders raise on a damaged file
+        raise ImageFileError(f"a damaged {kind}: {shown(str(error), 120)}") from None
 
 
 def to_array(image):

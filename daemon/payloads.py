@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from .protocol import DTYPE_SIZES, ProtocolError, raw_payload_size
+from .protocol import DTYPE_SIZES, ProtocolError, field, raw_payload_size, shown
 
 _LITTLE_ENDIAN = {name: np.dtype(name).newbyteorder("<") for name in DTYPE_SIZES}
 
@@ -18,7 +18,7 @@ def inspect(description, payload_size, max_pixels):
     the description is wrong, the payload does not match it, or it is too big."""
     if not isinstance(description, dict):
         raise ProtocolError("BAD_REQUEST", "`image` must be a map describing the payload frame")
-    kind = description.get("format")
+    kind = field(description, "format", str, "image.format")
     if kind == "raw":
         expected = raw_payload_size(description)
         width, height = description["width"], description["height"]
@@ -34,7 +34,7 @@ def inspect(description, payload_size, max_pixels):
         if not payload_size:
             raise ProtocolError("BAD_REQUEST", "an encoded image needs the file's bytes as the second frame")
         return None  # size known only after reading the file's header, done by decode()
-    raise ProtocolError("BAD_REQUEST", f"`image.format` must be \"raw\" or \"encoded\", got {kind!r}")
+    raise ProtocolError("BAD_REQUEST", f"`image.format` must be \"raw\" or \"encoded\", got {shown(kind)}")
 
 
 def check_pixels(width, height, max_pixels):
@@ -56,22 +56,15 @@ def decode(description, payload, max_pixels):
 
 
 def _decode_file(payload, max_pixels):
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from .image_files import to_array  # Pillow loads on the worker thread only
+    from .image_files import ImageFileError, ImageTooLarge, decode_image  # Pillow loads on the worker thread only
 
     try:
-        picture = Image.open(io.BytesIO(payload))
-        check_pixels(*picture.size, max_pixels)  # from the header: nothing decoded yet
-        array = to_array(ImageOps.exif_transpose(picture))  # phones store portraits sideways plus a rotation tag
-    except ProtocolError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise ProtocolError("TOO_LARGE", str(error)) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise ProtocolError("IMAGE_DECODE", f"the payload is not an image Pillow can read "
-                                            f"(PNG, JPEG, WebP, TIFF, ...): {error}") from None
-    return array
+        return decode_image(io.BytesIO(payload), max_pixels)
+    except ImageTooLarge as error:
+        raise ProtocolError("TOO_LARGE", f"{error} (scale it down, or start the daemon with a larger "
+                                         f"--max-pixels)") from None
+    except ImageFileError as error:
+        raise ProtocolError("IMAGE_DECODE", f"the payload is {error}") from None
 
 
 def encode(array, description):

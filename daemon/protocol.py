@@ -20,6 +20,74 @@ DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}
 IMAGE_FORMATS = ("raw", "encoded")
 
 
+SHOWN_CHARS = 60  # how much of a client's value an error message or log line repeats
+_SHOWN_DEPTH = 2  # nesting shown before "[...]"
+
+
+def shown(value, limit=SHOWN_CHARS):
+    """A client's value as an error message or a log line may repeat it: JSON-like
+    (null, true, 3, "text", [1, 2], {"k": 1}), on one line, at most `limit`
+    characters, nested at most two levels. Whatever the client sent (a string of
+    64 KiB, a list nested 1000 deep, newlines meant to forge log lines), this
+    costs little and cannot fail; Python's reprs (b'..', None) never reach a user."""
+    pieces, room = [], [limit + 1]  # one character over the limit is enough to know it was cut
+
+    def put(text):
+        pieces.append(text[:max(room[0], 0)])
+        room[0] -= len(text)
+
+    def walk(item, depth):
+        if room[0] <= 0:
+            return
+        if item is None:
+            put("null")
+        elif isinstance(item, bool):
+            put("true" if item else "false")
+        elif isinstance(item, int):
+            put(str(item) if abs(item) < 10**30 else f"<a {item.bit_length()}-bit integer>")
+        elif isinstance(item, float):
+            put(repr(item))
+        elif isinstance(item, str):
+            put('"' + "".join(_escaped(char) for char in item[:room[0]]) + '"')
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            put(f"<binary, {len(item)} bytes>")
+        elif isinstance(item, (list, tuple, dict)):
+            is_map = isinstance(item, dict)
+            opening, closing = "{}" if is_map else "[]"
+            if depth >= _SHOWN_DEPTH:
+                put(opening + "..." + closing)
+                return
+            put(opening)
+            for number, entry in enumerate(item.items() if is_map else item):
+                if room[0] <= 0:
+                    break
+                if number:
+                    put(", ")
+                if is_map:
+                    walk(entry[0], depth + 1)
+                    put(": ")
+                    entry = entry[1]
+                walk(entry, depth + 1)
+            put(closing)
+        else:
+            put(f"<{type(item).__name__}>")
+
+    walk(value, 0)
+    text = "".join(pieces)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _escaped(char):
+    """One character of a shown string: printable ones as they are, the rest (newlines,
+    control and bidirectional-override characters) as escapes that cannot forge a line."""
+    if char in '"\\':
+        return "\\" + char
+    if char.isprintable():
+        return char
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
+        f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+
+
 class ProtocolError(Exception):
     """A message that breaks the protocol; `code` is the error code to answer with."""
 
@@ -27,6 +95,26 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "a map"}
+_ABSENT = object()
+
+
+def field(mapping, key, kind, name=None, default=_ABSENT, code="BAD_REQUEST"):
+    """mapping[key], checked to be of `kind` before anything uses it (a list where a
+    string belongs must not reach a dict lookup). Types are exact: true is not an
+    integer, 1.0 is not an integer. A missing key gives `default`, or an error when
+    there is none; `name` is how the message calls the key (default `key`)."""
+    name = name or key
+    value = mapping.get(key, _ABSENT)
+    if value is _ABSENT:
+        if default is _ABSENT:
+            raise ProtocolError(code, f"the request needs `{name}` ({_KIND_NAMES[kind]})")
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(code, f"`{name}` must be {_KIND_NAMES[kind]}, got {shown(value)}")
+    return value
 
 
 def pack(header):
@@ -69,12 +157,12 @@ def raw_payload_size(image):
     if not isinstance(image, dict):
         raise ProtocolError("BAD_REQUEST", "`image` must be a map describing the payload")
     for key in ("width", "height", "channels"):
-        value = image.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ProtocolError("BAD_REQUEST", f"`image.{key}` must be a positive whole number, got {value!r}")
+        if field(image, key, int, f"image.{key}") < 1:
+            raise ProtocolError("BAD_REQUEST", f"`image.{key}` must be a positive whole number, got {image[key]}")
     if image["channels"] > 4:
         raise ProtocolError("BAD_REQUEST", f"`image.channels` must be 1..4, got {image['channels']}")
-    dtype = image.get("dtype")
+    dtype = field(image, "dtype", str, "image.dtype")
     if dtype not in DTYPE_SIZES:
-        raise ProtocolError("BAD_REQUEST", f"`image.dtype` must be one of {', '.join(DTYPE_SIZES)}, got {dtype!r}")
+        raise ProtocolError("BAD_REQUEST", f"`image.dtype` must be one of {', '.join(DTYPE_SIZES)}, "
+                                           f"got {shown(dtype)}")
     return image["width"] * image["height"] * image["channels"] * DTYPE_SIZES[dtype]

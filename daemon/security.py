@@ -50,11 +50,14 @@ def prepare_ipc(endpoint):
     folder = path.parent
     if not folder.exists():
         folder.mkdir(mode=0o700, parents=True)
-    mode = folder.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) or folder.stat().st_uid != os.getuid():
+    info = folder.stat()
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) or info.st_uid != os.getuid():
+        # Only a folder of one's own can be made private; /tmp and the like are shared on purpose.
+        fix = (f"make it private (chmod 700 {folder}) or use" if info.st_uid == os.getuid()
+               else "use a private folder of your own, such as")
         raise ConfigError(
-            f"refusing {endpoint}: the folder {folder} is open to other users, who could connect to the socket. "
-            f"Put it in a private folder (chmod 700 {folder}), e.g. ipc://$XDG_RUNTIME_DIR/deepdream/daemon.sock"
+            f"refusing {endpoint}: the folder {folder} is open to other users, who could connect to the socket; "
+            f"{fix} ipc://$XDG_RUNTIME_DIR/deepdream/daemon.sock"
         )
     if path.exists() and _unix_socket_answers(path):
         raise already_in_use(endpoint)
@@ -103,7 +106,16 @@ def server_keys(folder):
         for made in (public_file, secret_file):
             os.chmod(made, 0o600)
         log.info("created the CURVE key pair %s; clients need %s", secret_file, public_file)
-    return zmq.auth.load_certificate(str(secret_file))
+    try:
+        public, secret = zmq.auth.load_certificate(str(secret_file))
+        intact = secret is not None and zmq.curve_public(secret) == public
+    except (ValueError, KeyError, zmq.ZMQError):  # what pyzmq raises on damaged files and bad Z85 text
+        intact = False
+    if not intact:
+        raise ConfigError(f"the key file {secret_file} is damaged: it holds no matching CURVE key pair. Move it "
+                          f"and {folder / 'server.key'} away to make a new pair (clients then need the new "
+                          f"server.key)")
+    return public, secret
 
 
 def start_curve(context, router, folder):
@@ -119,7 +131,11 @@ def start_curve(context, router, folder):
     authenticator.start()
     authorized = Path(folder).expanduser() / AUTHORIZED_CLIENTS
     if authorized.is_dir() and any(authorized.glob("*.key")):
-        authenticator.configure_curve(domain="*", location=str(authorized))
+        try:
+            authenticator.configure_curve(domain="*", location=str(authorized))
+        except ValueError as error:
+            authenticator.stop()
+            raise ConfigError(f"a client key in {authorized} is damaged ({error})") from None
         log.info("CURVE on: only clients whose keys are in %s may connect", authorized)
     else:
         authenticator.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)

@@ -18,7 +18,7 @@ import zmq
 
 from . import payloads
 from .jobs import Job, QueueFull
-from .protocol import MAX_HEADER_BYTES, VERSION, ProtocolError, error, pack, unpack
+from .protocol import MAX_HEADER_BYTES, VERSION, ProtocolError, error, field, pack, shown, unpack
 
 log = logging.getLogger("deepdream.daemon")
 
@@ -50,10 +50,10 @@ class Server:
         while True:
             ready = dict(poller.poll(POLL_MS))
             if self.bell in ready:
-                self._deliver_posts()
+                _guarded(self._deliver_posts)
             if self.router in ready:
                 self._receive_all()
-            self._probe_waiting_clients()
+            _guarded(self._probe_waiting_clients)
             if self.stop_requested and self._shutdown_deadline is None:
                 self._begin_shutdown()
             if self._shutdown_deadline is not None and self._finished_shutting_down():
@@ -65,7 +65,7 @@ class Server:
                 frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._handle(frames)
+            _guarded(self._handle, frames)
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -80,27 +80,29 @@ class Server:
             if not body:
                 raise ProtocolError("BAD_REQUEST", "the message has no header frame")
             header = unpack(body[0].bytes)
-            request_id = header.get("id")
-            if not isinstance(request_id, (str, int, type(None))) or isinstance(request_id, bool):
-                request_id = None
-                raise ProtocolError("BAD_REQUEST", "`id` must be a string (or a whole number)")
+            request_id = field(header, "id", str, default=None)  # first: every later error can name it
             if len(body) > 2:
                 raise ProtocolError("BAD_REQUEST", f"the message has {len(body)} frames after the envelope; "
                                                    f"a request is a header frame and at most one payload frame")
-            if header.get("v") != VERSION:
+            version = header.get("v")
+            if type(version) is not int or version != VERSION:  # exact: true and 1.0 are not version 1
                 raise ProtocolError("UNSUPPORTED_VERSION", f"this daemon speaks protocol version {VERSION}; the "
-                                                           f"request says v={header.get('v')!r}")
-            op = self._ops.get(header.get("op"))
+                                                           f"request's `v` is {shown(version) if 'v' in header else 'missing'}")
+            name = field(header, "op", str)
+            op = self._ops.get(name)
             if op is None:
-                raise ProtocolError("UNKNOWN_OP", f"unknown op {header.get('op')!r}; the ops are "
-                                                  f"{', '.join(self._ops)}")
+                raise ProtocolError("UNKNOWN_OP", f"unknown op {shown(name)}; the ops are {', '.join(self._ops)}")
             payload = body[1] if len(body) == 2 else None
-            if payload is not None and header["op"] != "dream":
-                raise ProtocolError("BAD_REQUEST", f"`{header['op']}` takes no payload frame")
+            if payload is not None and name != "dream":
+                raise ProtocolError("BAD_REQUEST", f"`{name}` takes no payload frame")
             reply = op(envelope, request_id, header, payload)
         except ProtocolError as failure:
-            log.info("request %r from %s refused: %s %s", request_id, _peer(envelope), failure.code, failure.message)
+            log.info("request %s from %s refused: %s %s", shown(request_id), _peer(envelope), failure.code,
+                     failure.message)
             reply = error(request_id, failure.code, failure.message)
+        except Exception:  # noqa: BLE001  a bug must cost one request, not the daemon and every dream in it
+            log.exception("request %s from %s failed", shown(request_id), _peer(envelope))
+            reply = error(request_id, "INTERNAL", "the daemon failed on this request; its log has the details")
         if reply is not None:
             self._send(envelope, reply)
 
@@ -120,7 +122,8 @@ class Server:
                   "max_header_bytes": MAX_HEADER_BYTES, "queue_length": self.settings.queue_length,
                   "min_side": MIN_SIDE, "dtypes": ["uint8", "uint16", "float32"], "channels": [1, 2, 3, 4]}
         return {"type": "info", "id": request_id, "layers": list(self.worker.engine.layers),
-                "defaults": self.worker.defaults, "limits": limits, **self.worker.describe(),
+                "defaults": self.worker.defaults, "limits": limits, "memory": self.worker.engine.status(),
+                **self.worker.describe(),
                 "version": self.version, "protocol": VERSION}
 
     def _require_ready(self):
@@ -137,19 +140,15 @@ class Server:
             self._require_ready()
         if request_id is None or request_id == "":
             raise ProtocolError("BAD_REQUEST", "a dream needs an `id`, so that its replies and a cancel can name it")
-        wants_progress = header.get("progress", False)
-        if not isinstance(wants_progress, bool):
-            raise ProtocolError("BAD_REQUEST", "`progress` must be true or false")
-        params = header.get("params", {})
-        if not isinstance(params, dict):
-            raise ProtocolError("INVALID_PARAMS", "`params` must be a map of parameter names to values")
+        wants_progress = field(header, "progress", bool, default=False)
+        params = field(header, "params", dict, default={}, code="INVALID_PARAMS")
         if self.worker.state == "ready":
             self.worker.validate(params)  # early answer; while loading the worker checks them when the job starts
         description = header.get("image")
         size = payloads.inspect(description, len(payload) if payload is not None else 0, self.settings.max_pixels)
         key = (envelope[0], request_id)
         if key in self.active:
-            raise ProtocolError("BAD_REQUEST", f"a dream with id {request_id!r} from this client is already "
+            raise ProtocolError("BAD_REQUEST", f"a dream with id {shown(request_id)} from this client is already "
                                                f"queued or running; use a new id for each dream")
         label = f"{size[0]}x{size[1]}" if size else f"{len(payload)}-byte file"
         job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label)
@@ -162,9 +161,7 @@ class Server:
         return None  # the worker answers
 
     def _cancel(self, envelope, request_id, header, payload):
-        target = header.get("target")
-        if target is None:
-            raise ProtocolError("BAD_REQUEST", "`cancel` needs `target`: the id of the dream to stop")
+        target = field(header, "target", str, "target (the id of the dream to stop)")
         # The canceller's own dream if it has one by that id; else any client's (a REQ
         # client, blocked on its dream, can only be cancelled from another socket).
         own = self.active.get((envelope[0], target))
@@ -180,7 +177,7 @@ class Server:
         job.stop(reason)
         if self.jobs.remove(job):
             self._finish(job, None if reason == "vanished" else self.worker_stop_reply(job, reason))
-            log.info("job %r %s: stopped while waiting (%s)", job.request_id, job.size, reason)
+            log.info("job %s %s: stopped while waiting (%s)", shown(job.request_id), job.size, reason)
 
     @staticmethod
     def worker_stop_reply(job, reason):
@@ -191,7 +188,7 @@ class Server:
     def _finish(self, job, reply, payload=None):
         self.active.pop((job.peer, job.request_id), None)
         if reply is not None and not self._send(job.envelope, reply, payload) and reply["type"] == "result":
-            log.info("job %r: its client went away before the result could be sent", job.request_id)
+            log.info("job %s: its client went away before the result could be sent", shown(job.request_id))
 
     def _deliver_posts(self):
         while True:
@@ -201,16 +198,16 @@ class Server:
                 break
         for job, header, payload in self.outbox.drain():
             if header["type"] == "progress":
-                self._send_progress(job, header)
+                _guarded(self._send_progress, job, header)
             else:
-                self._finish(job, header, payload)
+                _guarded(self._finish, job, header, payload)
 
     def _send_progress(self, job, event):
         if job.stop_reason:
             return
         job.last_progress, job.last_sent = event, time.monotonic()
         if not self._send(job.envelope, event):
-            log.info("job %r: its client went away; stopping the dream", job.request_id)
+            log.info("job %s: its client went away; stopping the dream", shown(job.request_id))
             self._stop(job, "vanished")
 
     def _probe_waiting_clients(self):
@@ -264,3 +261,12 @@ class Server:
 
 def _peer(envelope):
     return envelope[0].hex()[:10]
+
+
+def _guarded(step, *args):
+    """Run one step of the loop (a request, a delivery, the probes); a failure is
+    logged with its traceback and the loop goes on: no message stops the daemon."""
+    try:
+        step(*args)
+    except Exception:  # noqa: BLE001
+        log.exception("the I/O loop caught a failure in %s; serving on", step.__name__)

@@ -16,7 +16,7 @@ import zmq
 
 from . import payloads
 from .notify import notify, status
-from .protocol import ProtocolError, error
+from .protocol import ProtocolError, error, shown
 
 log = logging.getLogger("deepdream.daemon")
 
@@ -27,6 +27,8 @@ STOP_MESSAGES = {
     "vanished": "the client went away, so its dream was stopped",
     "shutdown": "the daemon is shutting down; send the dream again once it is back",
 }
+# The exception's own text may quote the client's data at any length: it goes to the log, not the wire.
+_INTERNAL_MESSAGE = "the daemon failed on this request; its log has the details"
 
 
 class Outbox:
@@ -98,7 +100,7 @@ class Worker(threading.Thread):
             raise ProtocolError(failure.code, f"bad params: {failure}") from None
         unknown = [name for name in checked.layers if name not in self.engine.layers]
         if unknown:
-            raise ProtocolError("UNKNOWN_LAYER", f"unknown layer {unknown[0]!r}; this model has "
+            raise ProtocolError("UNKNOWN_LAYER", f"unknown layer {shown(unknown[0])}; this model has "
                                                  f"{', '.join(self.engine.layers)}")
         return checked
 
@@ -116,8 +118,14 @@ class Worker(threading.Thread):
             while (job := self.jobs.take()) is not None:
                 if self.state == "error":
                     self.outbox.post(job, error(job.request_id, "NOT_READY", self.not_ready_message()))
-                else:
+                    continue
+                try:
                     self._run(job)
+                except Exception:  # noqa: BLE001  _answer turns a dream's failures into replies; this is a bug
+                    log.exception("job %s: the worker failed outside the dream", shown(job.request_id))
+                    if self.current is job:  # not answered yet (_run clears it just before its reply)
+                        self.current = None
+                        self.outbox.post(job, error(job.request_id, "INTERNAL", _INTERNAL_MESSAGE))
         finally:
             self.outbox.close_thread_socket()
 
@@ -161,7 +169,7 @@ class Worker(threading.Thread):
             outcome = "done"
         else:
             outcome = f"{header['code']} ({job.stop_reason})" if job.stop_reason else header["code"]
-        log.info("job %r %s: %s in %.2f s (waited %.2f s)", job.request_id, job.size, outcome, seconds,
+        log.info("job %s %s: %s in %.2f s (waited %.2f s)", shown(job.request_id), job.size, outcome, seconds,
                  started - job.received)
         self.current = None  # before the reply: a client that pings right after its result sees busy=false
         self.outbox.post(job, header, payload)
@@ -189,10 +197,9 @@ class Worker(threading.Thread):
         except MemoryError:
             return error(job.request_id, "OUT_OF_MEMORY", "the machine ran out of memory for this image; "
                                                           "try a smaller image"), None
-        except Exception as failure:  # noqa: BLE001  a bug must cost one request, not the daemon
-            log.exception("job %r failed", job.request_id)
-            return error(job.request_id, "INTERNAL", f"the daemon failed on this request ({type(failure).__name__}: "
-                                                     f"{failure}); see its log"), None
+        except Exception:  # noqa: BLE001  a bug must cost one request, not the daemon
+            log.exception("job %s failed", shown(job.request_id))
+            return error(job.request_id, "INTERNAL", _INTERNAL_MESSAGE), None
         stats = {**params.to_dict(), **self.describe()}
         return {"type": "result", "id": job.request_id, "image": description, "stats": stats}, payload
 

@@ -2,6 +2,8 @@
 
 from dataclasses import asdict, dataclass, field, fields
 
+from daemon.protocol import shown  # pure Python: these messages reach the wire, quoting a client's values
+
 from .errors import InvalidParams
 
 DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
@@ -29,7 +31,7 @@ class DreamParams:
         _check_int("jitter", self.jitter, 0, 1024)
         _check_int("seed", self.seed, 0, 2**32 - 1)
         if not isinstance(self.detail, bool):
-            raise InvalidParams("detail", f"must be true or false, got {self.detail!r}")
+            raise InvalidParams("detail", f"must be true or false, got {shown(self.detail)}")
 
     @classmethod
     def from_dict(cls, values):
@@ -38,12 +40,12 @@ class DreamParams:
         Unknown keys are an error: a misspelt key silently ignored would give
         the user a dream they did not ask for."""
         if not isinstance(values, dict):
-            raise InvalidParams("params", f"must be a map of parameter names to values, got {type(values).__name__}")
+            raise InvalidParams("params", f"must be a map of parameter names to values, got {shown(values)}")
         known = {f.name for f in fields(cls)}
         for key in values:
             if key not in known:
                 raise InvalidParams(
-                    str(key), f"unknown parameter; known parameters are {', '.join(sorted(known))}"
+                    _named(key), f"unknown parameter; known parameters are {', '.join(sorted(known))}"
                 )
         return cls(**values)
 
@@ -51,16 +53,22 @@ class DreamParams:
         return asdict(self)
 
 
-def _check_int(key, value, low, high):
+def _named(name):
+    """A client's parameter or layer name inside a message's key: as it is when it is
+    a plain name, else quoted and escaped, so that no name can forge a log line."""
+    return name if isinstance(name, str) and name.isidentifier() and len(name) <= 60 else shown(name)
+
+
+def _check_int(key, value, low, high, besides=""):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParams(key, f"must be a whole number, got {value!r}")
+        raise InvalidParams(key, f"must be a whole number, got {shown(value)}")
     if not low <= value <= high:
-        raise InvalidParams(key, f"must be between {low} and {high}, got {value}")
+        raise InvalidParams(key, f"must be {besides}between {low} and {high}, got {value}")
 
 
 def _check_float(key, value, low, high):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidParams(key, f"must be a number, got {value!r}")
+        raise InvalidParams(key, f"must be a number, got {shown(value)}")
     if not low <= value <= high:  # also false for NaN
         raise InvalidParams(key, f"must be between {low} and {high}, got {value}")
 
@@ -68,15 +76,16 @@ def _check_float(key, value, low, high):
 def _check_layers(layers):
     """Accept {name: weight} or [names] (weight 1 each); names are checked
     against the model later, by the engine that knows them."""
-    if isinstance(layers, (list, tuple)):
-        layers = {name: 1.0 for name in layers}
-    if not isinstance(layers, dict) or not layers:
+    if not isinstance(layers, (list, tuple, dict)) or not layers:
         raise InvalidParams("layers", "must be a non-empty map of layer name to weight, or a list of layer names")
+    for name in layers:  # before a list becomes a dict: a list or map as a name cannot be a key
+        if not isinstance(name, str) or not name:
+            raise InvalidParams("layers", f"layer names must be non-empty strings, got {shown(name)}")
+    if not isinstance(layers, dict):
+        layers = {name: 1.0 for name in layers}
     checked = {}
     for name, weight in layers.items():
-        if not isinstance(name, str) or not name:
-            raise InvalidParams("layers", f"layer names must be non-empty strings, got {name!r}")
-        _check_float(f"layers.{name}", weight, -100.0, 100.0)
+        _check_float(f"layers.{_named(name)}", weight, -100.0, 100.0)
         checked[name] = float(weight)
     if not any(checked.values()):
         raise InvalidParams("layers", "at least one layer needs a non-zero weight")
