@@ -71,6 +71,7 @@ class DaemonProcess:
             if pong and pong.get("state") == "ready":
                 return pong
             if pong and pong.get("state") == "error":
+                self.stop()  # it stays up to report its error: no one else would stop it
                 raise RuntimeError(f"deepdream-daemon could not load its model: {pong.get('error')}")
             time.sleep(0.2)
         self.stop()
