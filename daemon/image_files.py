@@ -85,7 +85,7 @@ def decode_image(file, max_pixels=None):
         raise ImageTooLarge(f"the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, says its header; "
                             f"the limit is {max_pixels or 2 * Image.MAX_IMAGE_PIXELS:,}") from None
     except UnidentifiedImageError:
-        raise ImageFileError("not a PNG, JPEG, WebP or TIFF image") from None
+        raise ImageFileError("not an image file in PNG, JPEG, WebP or TIFF format") from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow's decoders raise on a damaged file
         raise ImageFileError(f"a damaged {kind}: {shown(str(error), 120)}") from None
 

@@ -52,12 +52,12 @@ def prepare_ipc(endpoint):
         folder.mkdir(mode=0o700, parents=True)
     info = folder.stat()
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) or info.st_uid != os.getuid():
-        # Only a folder of one's own can be made private; /tmp and the like are shared on purpose.
-        fix = (f"make it private (chmod 700 {folder}) or use" if info.st_uid == os.getuid()
-               else "use a private folder of your own, such as")
+        # /tmp and the like (sticky, or someone else's) are shared on purpose: never advise closing them.
+        shared = info.st_uid != os.getuid() or info.st_mode & stat.S_ISVTX
+        fix = ("use a folder of your own" if shared else f"make it private (chmod 700 {folder}), or use another")
         raise ConfigError(
             f"refusing {endpoint}: the folder {folder} is open to other users, who could connect to the socket; "
-            f"{fix} ipc://$XDG_RUNTIME_DIR/deepdream/daemon.sock"
+            f"{fix}, such as ipc://$XDG_RUNTIME_DIR/deepdream/daemon.sock (a missing folder is created private)"
         )
     if path.exists() and _unix_socket_answers(path):
         raise already_in_use(endpoint)

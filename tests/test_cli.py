@@ -18,6 +18,7 @@ from PIL import Image
 
 from daemon import cli
 from daemon.image_files import FORMATS, read_image, read_metadata, write_image
+from bench.fuzz import png_claiming
 from images import photo
 
 TINY = ["--octaves", "1", "--steps", "2", "--tile-size", "128", "--jitter", "0"]
@@ -112,6 +113,8 @@ def test_image_file_round_trip(tmp_path, extension, dtype, channels):
 @pytest.mark.parametrize("args, message", [
     (["dream", "{tmp}/missing.png", "{tmp}/out.png"], "missing.png: no such file"),
     (["dream", "{tmp}/notes.txt", "{tmp}/out.png"], "not an image file"),
+    (["dream", "{tmp}/art.eps", "{tmp}/out.png"], "art.eps: not an image file in PNG, JPEG, WebP or TIFF format"),
+    (["dream", "{tmp}/bomb.png", "{tmp}/out.png"], "bomb.png: the image has more than"),
     (["dream", "{tmp}/in.png", "{tmp}/out.bmp"], "unsupported output format"),
     # the output is checked before anything is dreamed (these would dream, then fail to write)
     (["dream", "{tmp}/in.png", "{tmp}/no-such-folder/out.png", "--in-process", *TINY, "--weights", "random"],
@@ -128,6 +131,8 @@ def test_image_file_round_trip(tmp_path, extension, dtype, channels):
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
     Image.fromarray(photo(80, 80)).save(tmp_path / "in.png")
+    (tmp_path / "art.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nshowpage\n")
+    (tmp_path / "bomb.png").write_bytes(png_claiming(30_000, 30_000))  # was a 21-line DecompressionBombError
     (tmp_path / "notes.txt").write_text("not a picture")
     (tmp_path / "folder.png").mkdir()
     assert cli.main([arg.format(tmp=tmp_path) for arg in args]) == cli.EXIT_ERROR

@@ -15,6 +15,7 @@ import pytest
 import zmq
 from PIL import Image
 
+from bench.fuzz import Deep, encode, png_claiming
 from images import photo
 from raw_wire import (LONG, TINY, call, connect, dream_request, final, new_id, ping, receive, request,
                       result_array, send, wait_for)
@@ -251,6 +252,54 @@ GARBAGE = {
 }
 
 
+def dream_with(params=TINY, payload=GOOD_PIXELS, **image):
+    """Frames of a dream whose header may hold anything (Deep values included)."""
+    return [encode(request("dream", params=params, image={**described(), **image})), payload]
+
+
+def pillow_file(pixels, format_name):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=format_name)
+    return buffer.getvalue()
+
+
+DEEP = Deep(1000)  # a list nested 1000 deep: formatting one for a message raised RecursionError
+# Each of these stopped the daemon (issue 9), or answered with a wrong code or a Python repr.
+GARBAGE.update({
+    "op is a list": ([msgpack.packb({"v": 1, "op": [], "id": "x"})], "BAD_REQUEST"),
+    "op is a map": ([msgpack.packb({"v": 1, "op": {"a": 1}, "id": "x"})], "BAD_REQUEST"),
+    "op is binary": ([msgpack.packb({"v": 1, "op": b"ping", "id": "x"}, use_bin_type=True)], "BAD_REQUEST"),
+    "no op": ([msgpack.packb({"v": 1, "id": "x"})], "BAD_REQUEST"),
+    "v is true": ([msgpack.packb({"v": True, "op": "ping", "id": "x"})], "UNSUPPORTED_VERSION"),
+    "v is 1.0": ([msgpack.packb({"v": 1.0, "op": "ping", "id": "x"})], "UNSUPPORTED_VERSION"),
+    "v nested deep": ([encode({"v": DEEP, "op": "ping", "id": "x"})], "UNSUPPORTED_VERSION"),
+    "id is a number": ([msgpack.packb({"v": 1, "op": "ping", "id": 7})], "BAD_REQUEST"),
+    "id is a list": ([msgpack.packb({"v": 1, "op": "ping", "id": [1]})], "BAD_REQUEST"),
+    "cancel target is a list": ([msgpack.packb(request("cancel", target=["x"]))], "BAD_REQUEST"),
+    "cancel target is a map": ([msgpack.packb(request("cancel", target={"x": 1}))], "BAD_REQUEST"),
+    "progress is a list": ([msgpack.packb(request("dream", progress=[], params=TINY, image=described())),
+                            GOOD_PIXELS], "BAD_REQUEST"),
+    "dtype is a list": (dream_with(dtype=["uint8"]), "BAD_REQUEST"),
+    "dtype is a map": (dream_with(dtype={"uint8": 1}), "BAD_REQUEST"),
+    "width is true": (dream_with(width=True), "BAD_REQUEST"),
+    "width is 120.0": (dream_with(width=120.0), "BAD_REQUEST"),
+    "format nested deep": (dream_with(format=DEEP), "BAD_REQUEST"),
+    "width nested deep": (dream_with(width=DEEP), "BAD_REQUEST"),
+    "steps nested deep": (dream_with({**TINY, "steps": DEEP}), "INVALID_PARAMS"),
+    "detail nested deep": (dream_with({**TINY, "detail": DEEP}), "INVALID_PARAMS"),
+    "layer weight nested deep": (dream_with({**TINY, "layers": {"mixed2": DEEP}}), "INVALID_PARAMS"),
+    "layers hold a list": (dream_with({**TINY, "layers": ["mixed2", ["mixed3"]]}), "INVALID_PARAMS"),
+    "layers hold a map": (dream_with({**TINY, "layers": [{"mixed3": 1}]}), "INVALID_PARAMS"),
+    "steps is 2.0": (dream_with({**TINY, "steps": 2.0}), "INVALID_PARAMS"),
+    "an EPS file": (raw({"format": "encoded"}, b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n"),
+                    "IMAGE_DECODE"),
+    "a PCX file": (raw({"format": "encoded"}, pillow_file(photo(100, 120), "PCX")), "IMAGE_DECODE"),
+    "a BMP file": (raw({"format": "encoded"}, pillow_file(photo(100, 120), "BMP")), "IMAGE_DECODE"),
+    "a PNG claiming 30000x30000": (raw({"format": "encoded"}, png_claiming(30_000, 30_000)), "TOO_LARGE"),
+    "a PNG claiming 7000x7000": (raw({"format": "encoded"}, png_claiming(7_000, 7_000)), "TOO_LARGE"),
+})
+
+
 @pytest.mark.parametrize("name", GARBAGE)
 @pytest.mark.parametrize("delimiter", [True, False], ids=["with-delimiter", "bare"])
 def test_garbage_gets_a_coded_error_and_the_daemon_keeps_serving(daemon, name, delimiter):
@@ -263,7 +312,10 @@ def test_garbage_gets_a_coded_error_and_the_daemon_keeps_serving(daemon, name, d
     assert (reply_frames[0] == b"") == delimiter, "the reply comes in the envelope the request came in"
     reply = msgpack.unpackb(reply_frames[-1])
     assert reply["type"] == "error" and reply["code"] == code, reply
-    assert reply["message"]
+    assert reply["id"] is None or isinstance(reply["id"], str)
+    message = reply["message"]
+    assert message and len(message) < 400, "a message for the user, not the client's data back"
+    assert "b'" not in message and "None" not in message and "\n" not in message, message
     assert ping(daemon.endpoint)["state"] == "ready"
 
 
@@ -272,6 +324,34 @@ def test_a_req_client_gets_errors_too(daemon):
     assert call(daemon.endpoint, {"v": 1, "op": "nope", "id": "x"})[0] == {
         "type": "error", "id": "x", "code": "UNKNOWN_OP",
         "message": 'unknown op "nope"; the ops are ping, info, dream, cancel'}
+
+
+def test_messages_quote_client_values_briefly_and_readably(daemon):
+    def message(header, payload=None):
+        return call(daemon.endpoint, header, payload)[0]["message"]
+
+    assert message(msgpack.packb({"v": 1, "op": b"ping", "id": "x"}, use_bin_type=True)) == (
+        "`op` must be a string, got <binary, 4 bytes>")
+    assert message({"op": "ping", "id": "x"}) == "this daemon speaks protocol version 1; the request's `v` is missing"
+    assert message({"v": True, "op": "ping", "id": "x"}).endswith("the request's `v` is true")
+    assert message({"v": 1, "op": "ping", "id": 7}) == "`id` must be a string, got 7"
+    huge = message(*dream_with({**TINY, "layers": {"m" * 60_000: 1.0}}))
+    assert huge.startswith('unknown layer "mmm') and len(huge) < 400
+
+
+def test_client_strings_cannot_forge_log_lines(daemon):
+    forged = "\n2001-01-01 00:00:00,000 deepdream-daemon INFO: forged"
+    replies = [
+        call(daemon.endpoint, {"v": 1, "op": "explode" + forged, "id": "op" + forged})[0],
+        call(daemon.endpoint, *dream_with({**TINY, "layers": {"mixed2" + forged: 1.0}}))[0],
+        call(daemon.endpoint, *dream_with({**TINY, "steps" + forged: 3}))[0],
+        call(daemon.endpoint, encode(request("cancel", "cancel" + forged, target=7)))[0],
+    ]
+    assert [reply["code"] for reply in replies] == ["UNKNOWN_OP", "UNKNOWN_LAYER", "INVALID_PARAMS", "BAD_REQUEST"]
+    assert replies[0]["id"] == "op" + forged, "the wire keeps the id as sent: only messages and logs escape it"
+    log = daemon.log_text()
+    assert "\\n2001-01-01" in log, "the requests were logged, escaped"
+    assert not any(line.startswith("2001-01-01") for line in log.splitlines()), "no line was forged"
 
 
 def test_ten_concurrent_clients_each_get_their_own_result(daemon):

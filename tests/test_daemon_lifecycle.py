@@ -103,6 +103,37 @@ def test_bad_settings_are_reported_without_a_traceback():
     assert "Traceback" not in result.stderr
 
 
+def test_an_ipc_socket_in_tmp_gets_advice_that_works():
+    result = run_daemon("--endpoint", f"ipc:///tmp/deepdream-{free_port()}.sock")
+    assert result.returncode != 0 and "open to other users" in result.stderr
+    assert "chmod" not in result.stderr, "closing /tmp would break every other program"
+    assert "use a folder of your own, such as ipc://$XDG_RUNTIME_DIR/deepdream/daemon.sock" in result.stderr
+
+
+def one_line_error(result):
+    """The error line of a daemon that refused to start; fails on a traceback or a second line."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'weights = "r\xe9sum\xe9"\n', "is not UTF-8 text (byte 12)"),
+    (b"queue_length = 2.7\n", "queue_length must be a whole number, got 2.7"),
+])
+def test_a_bad_config_file_is_one_line(tmp_path, content, message):
+    (tmp_path / "daemon.toml").write_bytes(content)
+    assert message in one_line_error(run_daemon("--config", str(tmp_path / "daemon.toml")))
+
+
+def test_a_damaged_server_key_is_one_line(tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    (keys / "server.key_secret").write_text("not a key file\n")
+    line = one_line_error(run_daemon("--curve-keys", str(keys), "--endpoint", f"tcp://0.0.0.0:{free_port()}"))
+    assert "server.key_secret is damaged" in line and "make a new pair" in line
+
+
 def test_curve_round_trip_with_keys_on_a_non_loopback_bind(tmp_path):
     keys = tmp_path / "keys"
     open_port = free_port()
