@@ -32,6 +32,8 @@ class Settings:
     max_message_bytes: int = 0  # 0: derived from max_pixels (see finish())
     log_level: str = "info"
     curve_keys: str = ""
+    memory_budget: int = 0  # MiB for one ascent step; 0: from the device's memory (see dream_engine.model)
+    compiled_layer_sets: int = 8
 
     def finish(self):
         """Check every value and fill in the derived ones."""
@@ -43,7 +45,9 @@ class Settings:
         for name, choices in (("precision", PRECISIONS), ("device", DEVICES), ("log_level", LOG_LEVELS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        for name in ("queue_length", "max_pixels"):
+        if self.memory_budget < 0:
+            raise ConfigError(f"--memory-budget must be 0 (automatic) or a number of MiB, got {self.memory_budget}")
+        for name in ("queue_length", "max_pixels", "compiled_layer_sets"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_flag(name)} must be at least 1, got {getattr(self, name)}")
         if not self.max_message_bytes:
@@ -69,6 +73,10 @@ OPTIONS = (
     ("curve_keys", str, "DIR", "enable CURVE encryption with the server key pair in DIR (created when missing: "
      "server.key is what clients need). Client public keys in DIR/authorized_clients/*.key restrict who may "
      "connect; without any, every client that knows server.key may"),
+    ("memory_budget", int, "MIB", "memory one dream step may use, in MiB; an image step larger than it is dreamed in "
+     "tiles (default 0: a 32nd of the RAM on a CPU, half the free memory on a GPU). A request's tile_size wins"),
+    ("compiled_layer_sets", int, "N", "layer sets kept compiled (about 11 MiB each); the least recently used "
+     "is dropped beyond it (default 8)"),
 )
 
 

@@ -144,7 +144,8 @@ class Worker(threading.Thread):
                 raise RuntimeError("--device gpu was asked for, but TensorFlow sees no GPU "
                                    "(check the CUDA driver, or use --device auto)")
         engine = DreamEngine(weights=self.settings.weights, precision=self.settings.precision,
-                             max_pixels=self.settings.max_pixels)
+                             max_pixels=self.settings.max_pixels, memory_budget_mib=self.settings.memory_budget,
+                             compiled_layer_sets=self.settings.compiled_layer_sets)
         self._params_type = DreamParams
         self.defaults = DreamParams().to_dict()
         status("compiling the dream step")
@@ -215,11 +216,13 @@ class Worker(threading.Thread):
             try:
                 return self.engine.dream(image, params, progress=progress if job.wants_progress else None,
                                          should_stop=lambda: bool(job.stop_reason)), params
-            except OutOfMemory:
-                smaller = min(params.tile_size, max(image.shape[:2])) // 2
+            except OutOfMemory as failure:
+                # Automatic tiles (tile_size 0) report the side they ran out at; half of it is then asked for.
+                tried = failure.tile_size or params.tile_size or max(image.shape[:2])
+                smaller = min(tried, max(image.shape[:2])) // 2
                 if smaller < MIN_TILE:
                     raise OutOfMemory("out of memory even with the smallest tiles; try a smaller image, "
                                       "or stop other programs that use the GPU") from None
-                log.warning("job %r: out of memory with %d px tiles, retrying with %d px", job.request_id,
-                            params.tile_size, smaller)
+                log.warning("job %s: out of memory with %d px tiles, retrying with %d px", shown(job.request_id),
+                            tried, smaller)
                 params = replace(params, tile_size=smaller)

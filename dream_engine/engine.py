@@ -7,23 +7,27 @@ octaves run the same ascent from small sizes up to the full one. On top of it:
 tiles that bound memory, a seeded random roll (jitter), detail re-injection
 between octaves, any dtype and channel count, and cancellation."""
 
-from collections import namedtuple
+import gc
+from collections import OrderedDict, namedtuple
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from . import model as inception
 from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
-from .params import DreamParams
+from .params import DEFAULT_LAYERS, DreamParams
 from .pixels import check_image, split
-from .tiling import TileLayout, rolled_padded_source
+from .tiling import OVERLAP, TileLayout, rolled_padded_source
 
 DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_COMPILED_LAYER_SETS = 8  # about 11 MiB each; a client cycling through layer sets cannot grow memory
 
 
 class DreamEngine:
     def __init__(self, model="inception_v3", weights="imagenet", precision="auto",
-                 max_pixels=DEFAULT_MAX_PIXELS, tile_batch=1, fold_batch_norm=None):
+                 max_pixels=DEFAULT_MAX_PIXELS, tile_batch=1, fold_batch_norm=None, memory_budget_mib=0,
+                 compiled_layer_sets=DEFAULT_COMPILED_LAYER_SETS, tile_overlap=OVERLAP):
         if model not in inception.MODELS:
             raise InvalidParams("model", f"must be one of {', '.join(inception.MODELS)}, got {model!r}")
         self.model = model
@@ -32,7 +36,13 @@ class DreamEngine:
         self.device = inception.describe_device()
         self.max_pixels = max_pixels
         self.tile_batch = tile_batch  # tiles per network call: throughput vs. memory
+        # What one ascent step may use (0: from the device's memory); it decides
+        # when an octave is dreamed in tiles and how large they are.
+        self.memory_budget_mib = memory_budget_mib or inception.default_memory_budget_mib()
+        self.tile_overlap = tile_overlap
+        self.compiled_layer_sets = compiled_layer_sets
         self.traces = 0  # how often a compiled function was traced (tests watch it)
+        self._tile_side = None  # the largest tile side of the octave being dreamed
         self._base = inception.load_inception(weights, self.precision)
         if fold_batch_norm is None:
             # Folding is the same function up to rounding, which gradient ascent
@@ -44,7 +54,7 @@ class DreamEngine:
             stored = None if self.precision == "float32" else self.precision
             self._base = inception.fold_batch_norm(self._base, dtype=stored)
         self.layers = inception.dreamable_layers(self._base)
-        self._functions = {}  # layer names -> _Compiled
+        self._functions = OrderedDict()  # canonical layer set -> _Compiled, least recently used first
 
     def dream(self, image, params=None, progress=None, should_stop=None):
         """Dream `image` (H x W x C numpy array) and return the result, same shape and dtype."""
@@ -61,17 +71,18 @@ class DreamEngine:
             dreamed = self._dream_rgb(network_input, params, progress or (lambda event: None),
                                       should_stop or (lambda: False))
         except tf.errors.ResourceExhaustedError:
-            raise OutOfMemory(
-                f"out of memory with tiles of {params.tile_size} px; try a smaller tile_size"
-            ) from None
+            side = self._tile_side
+            raise OutOfMemory(f"out of memory with tiles of up to {side} px; try a smaller tile_size",
+                              tile_size=side) from None
         dreamed += 1.0
         dreamed /= 2.0
         return restore(dreamed)
 
     def _dream_rgb(self, original, params, progress, should_stop):
         """Octave gradient ascent on an RGB float image in the network's [-1, 1] range."""
-        compiled = self._compiled(tuple(params.layers))
-        layer_weights = tf.constant(list(params.layers.values()), tf.float32)
+        layer_names = canonical_layers(params.layers)
+        compiled = self._compiled(layer_names)
+        layer_weights = tf.constant([params.layers[name] for name in layer_names], tf.float32)
         step_size = tf.constant(params.step_size, tf.float32)
         rng = np.random.default_rng(params.seed)
         shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, inception.MIN_SIDE)
@@ -83,7 +94,8 @@ class DreamEngine:
         for octave, shape in enumerate(shapes):
             if octave:
                 image = resize(image, shape)
-            tiles = TileLayout(*shape, params.tile_size, align=inception.layer_stride(params.layers))
+            tiles = self.tile_layout(shape, params)
+            self._tile_side = max(tiles.tile_height, tiles.tile_width)  # for an out-of-memory report
             whole = len(tiles) == 1
             if whole:
                 # An image that fits one tile stays in TensorFlow for the whole
@@ -118,6 +130,28 @@ class DreamEngine:
                 np.clip(image, -1.0, 1.0, out=image)
                 shrunk_original = same_size_original
         return image
+
+    def largest_piece(self, layers=DEFAULT_LAYERS):
+        """The most pixels an octave may have to be dreamed in one piece (a
+        tile's largest area) under the memory budget, for these layers."""
+        per_pixel = inception.step_mib_per_megapixel(self.precision, layers) / 1e6
+        return int(self.memory_budget_mib / per_pixel / self.tile_batch)
+
+    def tile_layout(self, shape, params):
+        """How an octave of `shape` is cut: by the request's tile_size when it
+        gives one, else the fewest pieces the memory budget allows."""
+        align = inception.layer_stride(params.layers)
+        if params.tile_size:
+            return TileLayout.by_side(*shape, params.tile_size, self.tile_overlap, align)
+        return TileLayout.by_area(*shape, self.largest_piece(params.layers), self.tile_overlap, align)
+
+    def status(self):
+        """What `info` reports about memory: the budget, what it allows in one
+        piece, the compiled layer sets kept, and the resident memory in use.
+        Plain reads, safe from another thread (no TensorFlow call)."""
+        return {"memory_budget_mib": self.memory_budget_mib, "largest_piece_pixels": self.largest_piece(),
+                "tile_overlap": self.tile_overlap, "compiled_layer_sets": len(self._functions),
+                "max_compiled_layer_sets": self.compiled_layer_sets, "rss_mib": resident_mib()}
 
     def _tiled_step(self, image, tiles, blended, compiled, layer_weights, shift, step_size, should_stop):
         """One ascent step on a large image, in place: the loss gradient is
@@ -154,12 +188,16 @@ class DreamEngine:
         return float(np.mean(losses))
 
     def _compiled(self, layer_names):
-        """The compiled functions for one layer set (each traced once, for every
-        image, tile and batch shape):
+        """The compiled functions for one layer set, in canonical_layers order
+        (each traced once, for every image, tile and batch shape; the weights are
+        inputs, so any weighting of the same layers shares them):
         - tile_gradients(tiles, layer weights) -> (loss per tile, gradient);
         - whole_step(image, layer weights, shift, step_size) -> (image, loss):
           one full ascent step on an image that fits one tile, the seed's rule."""
-        if layer_names not in self._functions:
+        layer_names = canonical_layers(layer_names)
+        if layer_names in self._functions:
+            self._functions.move_to_end(layer_names)
+        else:
             features = inception.feature_model(self._base, layer_names)
 
             def losses_and_gradient(tiles, layer_weights):
@@ -191,10 +229,31 @@ class DreamEngine:
                 return tf.clip_by_value(image + step_size * gradient, -1.0, 1.0), losses[0]
 
             self._functions[layer_names] = _Compiled(tile_gradients, whole_step)
+            if len(self._functions) > self.compiled_layer_sets:
+                self._functions.popitem(last=False)
+                # tf.function objects sit in reference cycles (the traced graphs refer back to
+                # their function): only a collection frees their graphs and the runtime's copies.
+                gc.collect()
         return self._functions[layer_names]
 
 
 _Compiled = namedtuple("_Compiled", "tile_gradients whole_step")
+
+
+def canonical_layers(layers):
+    """A layer set's one spelling: sorted names, whatever order a request gave them in."""
+    return tuple(sorted(layers))
+
+
+def resident_mib():
+    """This process's resident memory (Linux /proc; None elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
 
 
 def loss_scale(tiles):

@@ -39,6 +39,10 @@ class DreamCancelled(DreamError):
 class OutOfMemory(DreamError):
     code = "OUT_OF_MEMORY"
 
+    def __init__(self, message, tile_size=None):
+        super().__init__(message)
+        self.tile_size = tile_size  # the side of the largest tile that did not fit, when known
+
 
 class WeightsUnavailable(DreamError):
     """The model's weights could not be found, downloaded or read."""

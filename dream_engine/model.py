@@ -128,6 +128,40 @@ def layer_stride(layer_names):
     return 32 if deepest >= 8 else 16 if deepest >= 3 else 8
 
 
+# Peak resident memory one ascent step adds, in MiB per megapixel of network
+# input, by precision and by the deepest layer's stride (deeper layers keep more
+# activations for the backward pass). Measured on the 2-core AMX Xeon: the rise
+# of VmHWM over one step at 724x724 and 1448x1448 for mixed2, mixed2+mixed5 and
+# mixed10, rounded up (bench/README.md, "Memory per megapixel"). float16 stores
+# the same two bytes per value as bfloat16; it was not measured on a GPU.
+STEP_MIB_PER_MEGAPIXEL = {
+    "float32": {8: 415, 16: 500, 32: 560},
+    "bfloat16": {8: 230, 16: 285, 32: 305},
+    "float16": {8: 230, 16: 285, 32: 305},
+}
+CPU_BUDGET_SHARE = 32  # of the RAM, for one step's network memory on a CPU (why: bench/README.md)
+GPU_BUDGET_SHARE = 2  # of the GPU memory TensorFlow can still take
+
+
+def step_mib_per_megapixel(precision, layer_names):
+    return STEP_MIB_PER_MEGAPIXEL[precision][layer_stride(layer_names)]
+
+
+def default_memory_budget_mib():
+    """The memory one ascent step may use, from the device the network runs on:
+    on a GPU, half of what TensorFlow can still allocate there; on a CPU, a
+    32nd of the RAM (the rest is for the model, the image's own full-size
+    arrays, and everything else on the machine)."""
+    if tf.config.list_physical_devices("GPU"):
+        from tensorflow.python.client import device_lib  # the one place TF reports a GPU's usable memory
+
+        limit = next(device.memory_limit for device in device_lib.list_local_devices()
+                     if device.device_type == "GPU")
+        used = tf.config.experimental.get_memory_info("GPU:0")["current"]
+        return max(1, (limit - used) // GPU_BUDGET_SHARE // 2**20)
+    return max(1, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // CPU_BUDGET_SHARE // 2**20)
+
+
 def feature_model(base, layer_names):
     return keras.Model(base.input, [base.get_layer(name).output for name in layer_names])
 

@@ -16,7 +16,7 @@ class DreamParams:
     octave_scale: float = 1.3
     steps: int = 20
     step_size: float = 0.01
-    tile_size: int = 512
+    tile_size: int = 0  # 0: automatic, the fewest tiles the engine's memory budget allows (one when it fits)
     jitter: int = 32
     seed: int = 0
     detail: bool = True  # re-inject the detail that downscaling an octave loses
@@ -27,7 +27,8 @@ class DreamParams:
         _check_float("octave_scale", self.octave_scale, 1.01, 4.0)
         _check_int("steps", self.steps, 1, 1000)
         _check_float("step_size", self.step_size, 1e-5, 1.0)
-        _check_int("tile_size", self.tile_size, 128, 4096)
+        if self.tile_size != 0 or type(self.tile_size) is not int:  # 0.0 and False are not "automatic"
+            _check_int("tile_size", self.tile_size, 128, 4096, "0 (automatic) or ")
         _check_int("jitter", self.jitter, 0, 1024)
         _check_int("seed", self.seed, 0, 2**32 - 1)
         if not isinstance(self.detail, bool):

@@ -102,7 +102,7 @@ class StandInWorker(Worker):
         self.engine, self._params_type, self.state = self.stand_in, DreamParams, "ready"
 
 
-def run_jobs(engine, count):
+def run_jobs(engine, count, params=None):
     """Run `count` 200x300 dreams on a stand-in worker; their final replies."""
     settings = load_settings([], {})
     context = zmq.Context.instance()
@@ -112,7 +112,8 @@ def run_jobs(engine, count):
     jobs, outbox = JobQueue(4), Outbox(context, address)
     description = {"format": "raw", "dtype": "uint8", "width": 300, "height": 200, "channels": 3}
     for n in range(count):
-        jobs.put(Job(f"j{n}", [b"peer"], description, bytes(200 * 300 * 3), {"tile_size": 512}, False, "200x300"))
+        jobs.put(Job(f"j{n}", [b"peer"], description, bytes(200 * 300 * 3), params or {"tile_size": 512}, False,
+                     "200x300"))
     worker = StandInWorker(engine, settings, jobs, outbox)
     worker.start()
     replies = []
@@ -147,6 +148,25 @@ def test_a_worker_failure_outside_the_dream_is_internal_and_the_worker_goes_on(m
     replies = run_jobs(RunsOutOfMemory(fits=10_000), 2)
     assert [reply["type"] for reply in replies] == ["error", "result"]
     assert replies[0]["code"] == "INTERNAL" and replies[0]["id"] == "j0"
+
+
+class RunsOutOfMemoryInOnePiece(RunsOutOfMemory):
+    """Automatic tiles (tile_size 0) put the 200x300 image in one 300 px piece, which does not fit."""
+
+    def dream(self, image, params, progress=None, should_stop=None):
+        from dream_engine import OutOfMemory
+
+        if params.tile_size == 0:
+            self.tiles.append(0)
+            raise OutOfMemory("out of memory with tiles of up to 300 px", tile_size=300)
+        return super().dream(image, params, progress, should_stop)
+
+
+def test_out_of_memory_with_automatic_tiles_retries_with_half_the_piece():
+    engine = RunsOutOfMemoryInOnePiece(fits=160)
+    [reply] = run_jobs(engine, 1, params={"tile_size": 0})
+    assert reply["type"] == "result", reply
+    assert engine.tiles == [0, 150] and reply["stats"]["tile_size"] == 150
 
 
 def test_out_of_memory_at_the_smallest_tiles_is_an_error_and_the_worker_goes_on():

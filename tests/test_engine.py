@@ -11,7 +11,6 @@ import tensorflow as tf
 from dream_engine import (DreamCancelled, DreamEngine, DreamParams, ImageTooLarge, InvalidImage,
                           InvalidParams, UnknownLayer, WeightsUnavailable)
 from dream_engine.model import IMAGENET_FILE, RANDOM_SEED
-from dream_engine.tiling import TileLayout
 from images import photo
 
 QUICK = dict(octaves=1, steps=3, jitter=0)
@@ -61,7 +60,8 @@ def test_tiled_dream_agrees_with_untiled_and_has_no_seams(engine):
     params = dict(octaves=1, steps=4, jitter=0, step_size=0.05)
     whole = engine.dream(image, DreamParams(tile_size=512, **params)).astype(np.float32)
     tiled = engine.dream(image, DreamParams(tile_size=160, **params)).astype(np.float32)
-    assert len(TileLayout(300, 420, 160)) > 4
+    layout = engine.tile_layout((300, 420), DreamParams(tile_size=160, **params))
+    assert len(layout) > 4
 
     change_whole, change_tiled = whole - image, tiled - image
     correlation = np.corrcoef(change_whole.ravel(), change_tiled.ravel())[0, 1]
@@ -70,10 +70,10 @@ def test_tiled_dream_agrees_with_untiled_and_has_no_seams(engine):
 
     # A seam is a jump between neighbouring columns (rows) that is much larger
     # at a tile border than anywhere else in the dream's change.
-    layout = TileLayout(300, 420, 160)
-    for axis, starts in ((1, {x for _, x in layout.origins}), (0, {y for y, _ in layout.origins})):
+    for axis, starts, tile in ((1, {x for _, x in layout.origins}, layout.tile_width),
+                               (0, {y for y, _ in layout.origins}, layout.tile_height)):
         jumps = np.abs(np.diff(change_tiled, axis=axis)).mean(axis=(1 - axis, 2))
-        borders = [s - 1 for s in starts if s > 0] + [s + layout.tile_width - 1 for s in starts]
+        borders = [s - 1 for s in starts if s > 0] + [s + tile - 1 for s in starts]
         borders = [b for b in borders if 0 <= b < len(jumps)]
         assert max(jumps[b] for b in borders) < 2.0 * np.median(jumps)
 

@@ -349,8 +349,9 @@ class DeepDream(Gimp.PlugIn):
         procedure.add_double_argument('step-size', 'Step si_ze', 'Strength of each step', 0.001, 1.0, 0.01, rw)
         procedure.add_int_argument('jitter', '_Jitter', 'Largest random shift per step, in pixels (hides tile seams)',
                                    0, 1024, 32, rw)
-        procedure.add_int_argument('tile-size', 'T_ile size', 'Tile side in pixels: bounds memory, not image size',
-                                   128, 4096, 512, rw)
+        procedure.add_int_argument('tile-size', 'T_ile size', '0: Automatic (one piece when the image fits the '
+                                   "daemon's memory budget). Else the tile side in pixels, 128 or more",
+                                   0, 4096, 0, rw)
         procedure.add_int_argument('seed', 'See_d', 'Random seed: the same seed gives the same dream',
                                    0, 2**31 - 1, 0, rw)
         procedure.add_string_argument('endpoint', '_Endpoint', 'Daemon address; empty: $DEEPDREAM_ENDPOINT, '
