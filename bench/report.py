@@ -50,10 +50,11 @@ def quality(fast, exact, fast_losses, exact_losses):
 
 
 def markdown(name, rows, details):
-    lines = [f"### {name}", "",
-             "| side | precision | seconds | ratio | CPU s | CPU ratio | GFLOP/s | start-up s | RSS before MiB "
-             "| peak RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"### {name}", ""]
+    if rows:
+        lines += ["| side | precision | seconds | ratio | CPU s | CPU ratio | GFLOP/s | start-up s | RSS before MiB "
+                  "| peak RSS MiB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         lines.append("| {} | {} | {:.1f} | {} | {:.1f} | {} | {:.0f} | {} | {} | {:.0f} |".format(
             row["side"], row["precision"], row["seconds"],

@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--job seed|levers|24mp|4000x3000|all] [--json OUT]
+"""python -m bench [--quick] [--job seed|levers|12mp|24mp|4000x3000|overlap|all] [--precision P] [--json OUT]
 
 Every side of a comparison runs in this same run, one after the other (never
 side by side: they would share the cores), each in its own process so that its
@@ -20,7 +20,10 @@ from .daemon_side import WarmDaemon
 from .jobs import GFLOP_PER_PIXEL_STEP, engine_pixel_steps, make_image, psnr, seed_job
 from .sides import RESULT_MARK
 
-JOBS = ("seed", "levers", "24mp", "4000x3000")
+JOBS = ("seed", "levers", "12mp", "24mp", "4000x3000", "overlap")
+# The plug-in's Classic preset (gimp_plugin/deepdream/deepdream.py PRESETS), its tile size left at 0 (automatic).
+CLASSIC = {"layers": {"mixed2": 1.0, "mixed5": 1.0}, "octaves": 4, "octave_scale": 1.3, "steps": 20,
+           "step_size": 0.01, "tile_size": 0}
 
 
 def run_side(task):
@@ -46,13 +49,13 @@ def seed_comparison(args, out):
     steps = 3 if args.quick else 50
     rounds = 1 if args.quick else args.rounds
     job = seed_job(steps)
-    params = {**job["params"], "tile_size": args.seed_tile}
+    params = seed_params(job, args)
     details = {"octave_shapes": job["shapes"], "params": params, "load_before": load_average()}
 
     seeds, daemons = [], []
     for number in range(rounds):
         sides = [lambda: seeds.append(run_side({"side": "seed", "steps": steps, "out": out})),
-                 lambda: daemons.append(daemon_side(job["project_image"], params))]
+                 lambda: daemons.append(daemon_side(job["project_image"], params, args.precision))]
         for side in sides if number % 2 == 0 else sides[::-1]:
             side()
     ratios = [seed["seconds"] / daemon["seconds"] for seed, daemon in zip(seeds, daemons)]
@@ -83,11 +86,17 @@ def seed_comparison(args, out):
     return rows, details
 
 
-def daemon_side(image, params):
-    """One dream through a freshly started deepdream-daemon (auto precision),
+def seed_params(job, args):
+    """The seed's job in the project's parameters; the tile size is the project's default
+    (automatic: one piece at 845x562) unless --seed-tile asks for one."""
+    return {**job["params"], **({"tile_size": args.seed_tile} if args.seed_tile else {})}
+
+
+def daemon_side(image, params, precision="auto"):
+    """One dream through a freshly started deepdream-daemon (at `precision`),
     timed from "ready": the model is loaded and traced, but the octave sizes
     are new to it, as they are to the seed's loop in its own fresh process."""
-    daemon = WarmDaemon(precision="auto")
+    daemon = WarmDaemon(precision=precision)
     try:
         dreamed, seconds, _, stats = daemon.dream(image, params)
         result = {"seconds": seconds, "cpu_s": daemon.last_cpu_s, "load_s": daemon.ready_s,
@@ -113,7 +122,7 @@ def levers(args, out):
     much gradient ascent amplifies rounding alone."""
     steps = 3 if args.quick else 50
     job = seed_job(steps)
-    params = {**job["params"], "tile_size": args.seed_tile}
+    params = seed_params(job, args)
     variants = [("float32", False), ("float32", True), ("bfloat16", False), ("bfloat16", True)]
     rows, details = [], {"ratio_is_against": "the first row (float32, BN kept)", "load_before": load_average()}
     reference = None
@@ -131,13 +140,33 @@ def levers(args, out):
     return rows, details
 
 
-def big_photo(args, out):
-    """A 24 MP photo (6000x4000) at the default params: seconds and peak RSS."""
-    spec, params = ("1500x1000x3", {"octaves": 2, "steps": 2}) if args.quick else ("6000x4000x3", {})
-    result = run_side({"side": "engine", "image": spec, "params": params, "precision": "auto"})
+def photo_job(name, spec, params, args, label):
+    """A large photo dreamed in-process: seconds, peak RSS, and the work per
+    step: the network pixels each octave's tiles compute against the image's
+    (overlap and padding are the difference; at most 1.15x is the goal)."""
+    load = load_average()
+    result = run_side({"side": "engine", "image": spec, "params": params, "precision": args.precision})
     height, width = (int(v) for v in spec.split("x")[1::-1])
-    return [_row("24mp", f"engine, {spec} default params", result["precision"], result,
-                 engine_pixel_steps((height, width), params), None)], {"load": load_average()}
+    octaves = result["octaves"]
+    details = {"load_before": load, "load_after": load_average(), "memory_budget_mib": result["memory_budget_mib"],
+               "work_per_step": sum(o["network_px"] for o in octaves) / sum(o["image_px"] for o in octaves),
+               "work_per_step_full_size": octaves[-1]["network_px"] / octaves[-1]["image_px"],
+               "octaves": "; ".join(f"{o['size']} in {o['tiles']} x {o['tile']}" for o in octaves)}
+    return [_row(name, f"engine, {spec}, {label}",
+                 result["precision"], result, engine_pixel_steps((height, width), params), None)], details
+
+
+def twelve_mp(args, out):
+    """A 12 MP photo (4000x3000) at the plug-in's Classic preset, tiles automatic."""
+    return photo_job("12mp", "1000x750x3" if args.quick else "4000x3000x3",
+                     {**CLASSIC, "octaves": 2, "steps": 2} if args.quick else CLASSIC, args, "Classic preset")
+
+
+def big_photo(args, out):
+    """A 24 MP photo (6000x4000) at the default params."""
+    if args.quick:
+        return photo_job("24mp", "1500x1000x3", {"octaves": 2, "steps": 2}, args, "2 octaves x 2 steps")
+    return photo_job("24mp", "6000x4000x3", {}, args, "default params")
 
 
 def tile_memory(args, out):
@@ -153,7 +182,17 @@ def tile_memory(args, out):
     return rows, {"load": load_average()}
 
 
-RUNNERS = {"seed": seed_comparison, "levers": levers, "24mp": big_photo, "4000x3000": tile_memory}
+def overlap(args, out):
+    """Seam visibility, agreement with the untiled dream and work, by tile overlap (bench/overlap.py)."""
+    from . import overlap as measured
+
+    result = run_side({"side": "overlap", "quick": args.quick})
+    print(measured.markdown(result), flush=True)
+    return [], {"precision": result["precision"], "work_12mp": result["work_12mp"], "load": load_average()}
+
+
+RUNNERS = {"seed": seed_comparison, "levers": levers, "12mp": twelve_mp, "24mp": big_photo, "4000x3000": tile_memory,
+           "overlap": overlap}
 
 
 def _row(job, side, precision, result, pixel_steps, reference):
@@ -171,9 +210,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--job", choices=JOBS + ("all",), default="seed")
     parser.add_argument("--quick", action="store_true", help="a small smoke version of each job (seconds, not minutes)")
-    parser.add_argument("--seed-tile", type=int, default=1024,
-                        help="tile_size for the project on the seed's job (default 1024: like the seed, "
-                             "every octave in one piece)")
+    parser.add_argument("--seed-tile", type=int, default=0,
+                        help="tile_size for the project on the seed's job and levers (default 0: the project's "
+                             "default, automatic; 845x562 fits one piece)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="the daemon's precision on the seed job, the engine's on 12mp and 24mp (default auto; "
+                             "float32 is what a CPU without bfloat16, such as an AVX2 one, runs)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="seed job: seed-loop / daemon pairs, alternating which goes first (default 3; "
                              "--quick runs 1)")

@@ -56,7 +56,21 @@ def run_engine(task):
     _save(task, task.get("name", "engine"), dreamed)
     return {"seconds": seconds, "cpu_s": cpu_s, "load_s": load_s, "step_losses": losses, "shape": list(dreamed.shape),
             "precision": engine.precision, "batch_norm_folded": engine.batch_norm_folded,
-            "rss_before_mib": rss_before, "peak_rss_mib": memory.peak_rss_mib()}
+            "rss_before_mib": rss_before, "peak_rss_mib": memory.peak_rss_mib(),
+            "memory_budget_mib": engine.memory_budget_mib, "octaves": octave_work(engine, image, params)}
+
+
+def octave_work(engine, image, params):
+    """Each octave's size, tile count and tile, and the network pixels one of its steps computes."""
+    from dream_engine.engine import octave_shapes
+    from dream_engine.model import MIN_SIDE
+
+    work = []
+    for shape in octave_shapes(image.shape[:2], params.octaves, params.octave_scale, MIN_SIDE):
+        layout = engine.tile_layout(shape, params)
+        work.append({"size": f"{shape[1]}x{shape[0]}", "image_px": shape[0] * shape[1], "tiles": len(layout),
+                     "tile": f"{layout.tile_width}x{layout.tile_height}", "network_px": layout.network_pixels})
+    return work
 
 
 def _save(task, name, image):
@@ -64,7 +78,13 @@ def _save(task, name, image):
         np.save(f"{task['out']}/{name}.npy", image)
 
 
-SIDES = {"seed": run_seed, "engine": run_engine}
+def run_overlap(task):
+    from . import overlap
+
+    return overlap.measure(task.get("quick", False))
+
+
+SIDES = {"seed": run_seed, "engine": run_engine, "overlap": run_overlap}
 
 
 def main():
