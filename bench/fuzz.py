@@ -274,6 +274,7 @@ def run(minutes, batch=100):
     rss_before = rss_mib(daemon.process.pid)
     started = time.monotonic()
     stop_at = started + minutes * 60
+    rss_by_minute = []  # does memory level off, or keep growing with what the fuzz sends?
 
     @fuzz_settings(batch, derandomize=False)
     @given(messages())
@@ -281,6 +282,8 @@ def run(minutes, batch=100):
         nonlocal daemon
         if time.monotonic() > stop_at:
             return
+        if time.monotonic() - started >= 60 * (len(rss_by_minute) + 1):
+            rss_by_minute.append(round(rss_mib(daemon.process.pid)))
         reply, frames = exchange(daemon.endpoint, message)
         counts[outcome(reply)] += 1
         problem = verdict(message, reply, frames)
@@ -303,7 +306,8 @@ def run(minutes, batch=100):
             "per_second": round(sum(counts.values()) / seconds, 1), "replies": dict(counts.most_common()),
             "problems": dict(problems.most_common()), "daemon_exits": len(exits), "exits": exits,
             "alive_after": bool(pong and pong.get("state") == "ready"),
-            "rss_mib_before": round(rss_before, 1), "rss_mib_after": rss_after and round(rss_after, 1)}
+            "rss_mib_before": round(rss_before, 1), "rss_mib_after": rss_after and round(rss_after, 1),
+            "rss_mib_by_minute": rss_by_minute}
 
 
 def main(argv=None):
@@ -315,7 +319,8 @@ def main(argv=None):
     print("Machine: " + ", ".join(f"{key} {value}" for key, value in result["machine"].items()))
     print(f"{result['messages']} messages in {result['minutes']} min ({result['per_second']}/s); "
           f"daemon exits: {result['daemon_exits']}; alive and ready after: {result['alive_after']}")
-    print(f"daemon RSS: {result['rss_mib_before']} MiB after start-up, {result['rss_mib_after']} MiB after the run")
+    print(f"daemon RSS: {result['rss_mib_before']} MiB after start-up, {result['rss_mib_after']} MiB after the run; "
+          f"each minute: {result['rss_mib_by_minute']}")
     print("replies: " + ", ".join(f"{name} {count}" for name, count in result["replies"].items()))
     print("problems: " + (", ".join(f"{name} ({count})" for name, count in result["problems"].items()) or "none"))
     if args.json:

@@ -86,8 +86,9 @@ class Server:
                                                    f"a request is a header frame and at most one payload frame")
             version = header.get("v")
             if type(version) is not int or version != VERSION:  # exact: true and 1.0 are not version 1
+                said = shown(version) if "v" in header else "missing"
                 raise ProtocolError("UNSUPPORTED_VERSION", f"this daemon speaks protocol version {VERSION}; the "
-                                                           f"request's `v` is {shown(version) if 'v' in header else 'missing'}")
+                                                           f"request's `v` is {said}")
             name = field(header, "op", str)
             op = self._ops.get(name)
             if op is None:
@@ -161,7 +162,7 @@ class Server:
         return None  # the worker answers
 
     def _cancel(self, envelope, request_id, header, payload):
-        target = field(header, "target", str, "target (the id of the dream to stop)")
+        target = field(header, "target", str)  # the id of the dream to stop
         # The canceller's own dream if it has one by that id; else any client's (a REQ
         # client, blocked on its dream, can only be cancelled from another socket).
         own = self.active.get((envelope[0], target))
