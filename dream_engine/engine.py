@@ -63,13 +63,9 @@ class DreamEngine:
         if unknown:
             raise UnknownLayer("layers", f"unknown layer {unknown[0]!r}; this model has {', '.join(self.layers)}")
         check_image(image, inception.MIN_SIDE, self.max_pixels)
-        rgb, restore = split(image)
-        network_input = rgb  # split's own copy: scaled in place, no second full-size array
-        network_input *= 2.0
-        network_input -= 1.0
         try:
-            dreamed = self._dream_rgb(network_input, params, progress or (lambda event: None),
-                                      should_stop or (lambda: False))
+            dreamed, restore = self._dream_rgb(image, params, progress or (lambda event: None),
+                                               should_stop or (lambda: False))
         except tf.errors.ResourceExhaustedError:
             side = self._tile_side
             raise OutOfMemory(f"out of memory with tiles of up to {side} px; try a smaller tile_size",
@@ -78,8 +74,14 @@ class DreamEngine:
         dreamed /= 2.0
         return restore(dreamed)
 
-    def _dream_rgb(self, original, params, progress, should_stop):
-        """Octave gradient ascent on an RGB float image in the network's [-1, 1] range."""
+    def _dream_rgb(self, image, params, progress, should_stop):
+        """Octave gradient ascent on the image's RGB, in the network's [-1, 1]
+        range; returns it and the function that puts it back in the image's
+        own form. The full-size original lives only here, so that it is freed
+        as soon as the last octave no longer needs it."""
+        original, restore = split(image)  # split's own copy: scaled in place, no second full-size array
+        original *= 2.0
+        original -= 1.0
         layer_names = canonical_layers(params.layers)
         compiled = self._compiled(layer_names)
         layer_weights = tf.constant([params.layers[name] for name in layer_names], tf.float32)
@@ -89,11 +91,13 @@ class DreamEngine:
         total_work = params.steps * sum(h * w for h, w in shapes)
         done_work = 0
 
-        image = resize(original, shapes[0])
-        shrunk_original = image
+        image = resize(original, shapes[0]) if len(shapes) > 1 else original
+        shrunk_original = None  # the original at the previous octave's size, for the detail
         for octave, shape in enumerate(shapes):
             if octave:
                 image = resize(image, shape)
+            if octave + 1 == len(shapes):
+                original = shrunk_original = None  # the last octave needs neither (at 24 MP: 0.45 GB)
             tiles = self.tile_layout(shape, params)
             self._tile_side = max(tiles.tile_height, tiles.tile_width)  # for an out-of-memory report
             whole = len(tiles) == 1
@@ -125,11 +129,16 @@ class DreamEngine:
             if params.detail and octave + 1 < len(shapes):
                 # Put back what shrinking the original lost at this scale, so the
                 # next octave starts from the photo's detail, not from a blurred copy.
+                # (Nothing is lost yet at the first octave. The previous code
+                # compared with the first octave's image itself, which a tiled
+                # step updates in place: that erased the first octave's dream.)
                 same_size_original = resize(original, shape)
-                image += same_size_original - resize(shrunk_original, shape)
-                np.clip(image, -1.0, 1.0, out=image)
+                if shrunk_original is not None:
+                    image += same_size_original - resize(shrunk_original, shape)
+                    np.clip(image, -1.0, 1.0, out=image)
                 shrunk_original = same_size_original
-        return image
+                del same_size_original
+        return image, restore
 
     def largest_piece(self, layers=DEFAULT_LAYERS):
         """The most pixels an octave may have to be dreamed in one piece (a

@@ -71,7 +71,7 @@ class TileLayout:
         coverage = np.zeros((*self.padded_size, 1), np.float32)
         for origin in self.origins:
             self.crop(coverage, origin)[...] += self.weights
-        self.inverse_coverage = 1.0 / coverage
+        self.inverse_coverage = np.reciprocal(coverage, out=coverage)  # in place: one full-size array, not two
 
     @classmethod
     def by_side(cls, height, width, tile_size, overlap=OVERLAP, align=16):
