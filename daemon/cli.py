@@ -162,9 +162,12 @@ def info_command(args):
     print("defaults:")
     for name, value in sorted(info.get("defaults", {}).items()):
         print(f"  {name} = {json.dumps(value)}")
-    print("limits:")
-    for name, value in sorted(info.get("limits", {}).items()):
-        print(f"  {name} = {value:,}" if isinstance(value, int) else f"  {name} = {value}")
+    for section in ("limits", "memory"):  # memory: the tile budget, compiled layer sets, resident MiB
+        if section not in info:
+            continue  # an older daemon has no memory section
+        print(f"{section}:")
+        for name, value in sorted(info.get(section, {}).items()):
+            print(f"  {name} = {value:,}" if isinstance(value, int) else f"  {name} = {value}")
 
 
 def dream_command(args):
