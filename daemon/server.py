@@ -24,6 +24,7 @@ log = logging.getLogger("deepdream.daemon")
 
 HEARTBEAT_S = 1.0
 POLL_MS = 250  # also how soon a SIGTERM is noticed
+KEPT_FRAMES = 5  # identity, delimiter, header, payload, and one more to know there were too many
 SHUTDOWN_GRACE_S = 30.0  # how long a running dream gets to reach its next step after SIGTERM
 
 
@@ -62,14 +63,26 @@ class Server:
     def _receive_all(self):
         while True:
             try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames, count = self._receive()
             except zmq.Again:
                 return
-            _guarded(self._handle, frames)
+            _guarded(self._handle, frames, count)
+
+    def _receive(self):
+        """The next message's first KEPT_FRAMES frames, and how many it had in all. The rest
+        are read and dropped one by one: a message of a million one-byte frames would
+        otherwise be a million Python objects (recv_multipart keeps them all)."""
+        frames, count = [self.router.recv(zmq.NOBLOCK, copy=False)], 1
+        while self.router.get(zmq.RCVMORE):  # a message arrives whole: its other frames are here
+            frame = self.router.recv(copy=False)
+            count += 1
+            if len(frames) < KEPT_FRAMES:
+                frames.append(frame)
+        return frames, count
 
     # -- requests -------------------------------------------------------------------------------
 
-    def _handle(self, frames):
+    def _handle(self, frames, count):
         # A REQ client's envelope ends with an empty delimiter frame, a DEALER's may not:
         # replies go back in the same shape.
         delimited = len(frames) > 1 and len(frames[1]) == 0
@@ -82,7 +95,8 @@ class Server:
             header = unpack(body[0].bytes)
             request_id = field(header, "id", str, default=None)  # first: every later error can name it
             if len(body) > 2:
-                raise ProtocolError("BAD_REQUEST", f"the message has {len(body)} frames after the envelope; "
+                parts = count - len(envelope)
+                raise ProtocolError("BAD_REQUEST", f"the message has {parts} frames after the envelope; "
                                                    f"a request is a header frame and at most one payload frame")
             version = header.get("v")
             if type(version) is not int or version != VERSION:  # exact: true and 1.0 are not version 1

@@ -339,6 +339,16 @@ def test_messages_quote_client_values_briefly_and_readably(daemon):
     assert huge.startswith('unknown layer "mmm') and len(huge) < 400
 
 
+def test_a_message_of_many_frames_is_counted_not_kept(daemon):
+    sock = connect(daemon.endpoint)
+    sock.send_multipart([b"", msgpack.packb(request("ping"))] + [b"x"] * 100_000)
+    assert sock.poll(30_000)
+    reply = msgpack.unpackb(sock.recv_multipart()[-1])
+    sock.close()
+    assert reply["code"] == "BAD_REQUEST" and "100001 frames after the envelope" in reply["message"]
+    assert ping(daemon.endpoint)["state"] == "ready"
+
+
 def test_client_strings_cannot_forge_log_lines(daemon):
     forged = "\n2001-01-01 00:00:00,000 deepdream-daemon INFO: forged"
     replies = [
