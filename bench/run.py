@@ -80,7 +80,8 @@ def seed_comparison(args, out):
     details["wire_and_queue_s"] = daemon["seconds"] - (daemon["daemon_stats_seconds"] or daemon["seconds"])
     details["quality"] = report.quality(np.load(f"{out}/engine-auto.npy"), np.load(f"{out}/engine-float32.npy"),
                                         fast["step_losses"], exact["step_losses"])
-    details["daemon_equals_in_process"] = all(np.array_equal(run["dreamed"], np.load(f"{out}/engine-auto.npy"))
+    same = "engine-float32" if daemon["precision"] == "float32" else "engine-auto"  # the in-process run at its precision
+    details["daemon_equals_in_process"] = all(np.array_equal(run["dreamed"], np.load(f"{out}/{same}.npy"))
                                               for run in daemons)
     details["seed_loss_per_octave"] = seed["octave_losses"]
     return rows, details
