@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from daemon.client import DaemonUnavailable, DreamClient
+from deepdream_client.client import DaemonUnavailable, DreamClient
 
 from . import memory
 
@@ -26,7 +26,7 @@ def _free_port():
 
 def _daemon_command():
     script = Path(sys.executable).with_name("deepdream-daemon")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "daemon.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "deepdream_daemon.main"]
 
 
 class WarmDaemon:

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from daemon.protocol import ERROR_CODES, raw_payload_size
+from deepdream_client.protocol import ERROR_CODES, raw_payload_size
 
 REPLY_TIMEOUT_S = 120  # a dream may wait behind another fuzzed (tiny) dream
 FINAL_TYPES = ("pong", "info", "result", "cancelled", "error")

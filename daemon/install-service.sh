@@ -26,7 +26,7 @@ config="${XDG_CONFIG_HOME:-$HOME/.config}"
 unit_dir="$config/systemd/user"
 mkdir -p "$unit_dir"
 # systemd splits ExecStart on spaces unless the path is quoted.
-sed "s|^ExecStart=@DAEMON@\$|ExecStart=\"$daemon\"|" "$here/deepdream.service" > "$unit_dir/deepdream.service.new"
+sed "s|^ExecStart=@DAEMON@\$|ExecStart=\"$daemon\"|" "$here/deepdream_daemon/deepdream.service" > "$unit_dir/deepdream.service.new"
 mv "$unit_dir/deepdream.service.new" "$unit_dir/deepdream.service"
 echo "==> Installed $unit_dir/deepdream.service"
 

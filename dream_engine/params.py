@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass, field, fields
 
-from daemon.protocol import shown  # pure Python: these messages reach the wire, quoting a client's values
+from deepdream_client.protocol import shown  # pure Python: these messages reach the wire, quoting a client's values
 
 from .errors import InvalidParams
 

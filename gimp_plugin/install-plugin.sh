@@ -3,9 +3,8 @@
 #
 #   gimp_plugin/install-plugin.sh --venv VENV [--plugin-dir DIR] [--skip]
 #
-# Copies deepdream.py and the wire code it shares with the client library
-# (daemon/__init__.py, protocol.py, client.py, as a package `daemon/` beside
-# it) into DIR/deepdream/, or into every GIMP 3.x user plug-ins folder found:
+# Copies deepdream.py and the client library it imports (the package
+# daemon/deepdream_client, pure Python: zmq and msgpack) beside it into DIR/deepdream/, or into every GIMP 3.x user plug-ins folder found:
 # ~/.config/GIMP/3.*/plug-ins and Flatpak's ~/.var/app/org.gimp.GIMP/config/GIMP/3.*/plug-ins.
 # Checks that GIMP's Python can import zmq and msgpack, and records in
 # $XDG_CONFIG_HOME/deepdream/client.json how GIMP may start the daemon
@@ -77,10 +76,11 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 for target in "${targets[@]}"; do
     dest="$target/deepdream"
-    mkdir -p "$dest/daemon"
+    rm -rf "$dest/daemon" "$dest/deepdream_client"  # "daemon" held the client library before it had its own name
+    mkdir -p "$dest/deepdream_client"
     install -m 755 "$here/deepdream/deepdream.py" "$dest/deepdream.py"
-    install -m 644 "$repo/daemon/__init__.py" "$repo/daemon/protocol.py" "$repo/daemon/client.py" "$dest/daemon/"
-    rm -rf "$dest/daemon/__pycache__" "$dest/__pycache__"
+    install -m 644 "$repo"/daemon/deepdream_client/*.py "$dest/deepdream_client/"
+    rm -rf "$dest/__pycache__"
     say "GIMP plug-in installed: $dest (Filters > DeepDream... after GIMP restarts)"
 done
 

@@ -30,7 +30,7 @@ def free_port():
 
 def daemon_command():
     script = Path(sys.executable).with_name("deepdream-daemon")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "daemon.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "deepdream_daemon.main"]
 
 
 class DaemonProcess:

@@ -1,5 +1,5 @@
 """Protocol v1 spoken by hand with pyzmq and msgpack: what a client in any other
-language would do. The daemon tests use this, not daemon/client.py, so that
+language would do. The daemon tests use this, not daemon/deepdream_client/client.py, so that
 they check the wire contract itself."""
 
 import itertools

@@ -16,8 +16,8 @@ import pytest
 import zmq
 from PIL import Image
 
-from daemon import cli
-from daemon.image_files import FORMATS, read_image, read_metadata, write_image
+from deepdream_cli import cli
+from deepdream_client.image_files import FORMATS, read_image, read_metadata, write_image
 from bench.fuzz import png_claiming
 from images import photo
 
@@ -26,7 +26,7 @@ TINY = ["--octaves", "1", "--steps", "2", "--tile-size", "128", "--jitter", "0"]
 
 def run_cli(*args, env=None):
     """The CLI as a user runs it: its own process, its own stderr."""
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "deepdream_cli.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=300, env=env or clean_env())
 
 
@@ -163,7 +163,7 @@ def test_bad_endpoint_or_key_is_one_line_at_once(tmp_path, args, message):
     """Each of these used to hang forever (a connect() that raised left its socket open)."""
     Image.fromarray(photo(80, 80)).save(tmp_path / "in.png")
     (tmp_path / "server.key").write_text('curve\n    public-key = "%s"\n' % zmq.curve_keypair()[0].decode())
-    done = subprocess.run([sys.executable, "-m", "daemon.cli", *(arg.format(tmp=tmp_path) for arg in args)],
+    done = subprocess.run([sys.executable, "-m", "deepdream_cli.cli", *(arg.format(tmp=tmp_path) for arg in args)],
                           capture_output=True, text=True, timeout=60, env=clean_env())
     assert done.returncode == cli.EXIT_ERROR
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("deepdream: "), done.stderr
@@ -238,7 +238,7 @@ def test_dream_through_the_daemon(daemon, tmp_path):
 def test_ctrl_c_cancels_the_dream_on_the_daemon(daemon, tmp_path):
     Image.fromarray(photo(80, 96)).save(tmp_path / "in.png")
     dreaming = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
+        [sys.executable, "-m", "deepdream_cli.cli", "dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
          "--endpoint", daemon.endpoint, "--octaves", "1", "--steps", "1000", "--tile-size", "128"],
         stderr=subprocess.PIPE, text=True, env=clean_env(),
         # A shell starts background jobs with SIGINT ignored, and children inherit

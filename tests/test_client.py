@@ -1,9 +1,10 @@
-"""daemon/client.py against real daemons, and docs/protocol.md's example."""
+"""daemon/deepdream_client/client.py against real daemons, and docs/protocol.md's example."""
 
 import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,8 +16,8 @@ import pytest
 import zmq.auth
 from PIL import Image
 
-from daemon import protocol
-from daemon.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError, resolve_endpoint
+from deepdream_client import protocol
+from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError, resolve_endpoint
 from daemon_process import DaemonProcess, free_port, start_daemon
 from images import photo
 from raw_wire import connect, dream_request, final, ping, send, wait_for
@@ -309,18 +310,16 @@ def test_resolve_endpoint_order(tmp_path, monkeypatch):
 
 
 def test_client_package_runs_with_only_zmq_and_msgpack(daemon, tmp_path):
-    """As inside GIMP: the three files copied as a package, and no numpy, Pillow or TensorFlow."""
-    package = tmp_path / "daemon"
-    package.mkdir()
-    for name in ("__init__.py", "protocol.py", "client.py"):
-        (package / name).write_bytes((ROOT / "daemon" / name).read_bytes())
+    """As inside GIMP: the package copied on its own, and no numpy, Pillow or TensorFlow."""
+    shutil.copytree(ROOT / "daemon" / "deepdream_client", tmp_path / "deepdream_client",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     script = f"""
 import sys
 for banned in ("numpy", "PIL", "tensorflow", "keras"):
     sys.modules[banned] = None  # any import of them now fails
-from daemon.client import DreamClient
-import daemon
-assert daemon.__file__.startswith({str(tmp_path)!r}), daemon.__file__
+from deepdream_client.client import DreamClient
+import deepdream_client
+assert deepdream_client.__file__.startswith({str(tmp_path)!r}), deepdream_client.__file__
 with DreamClient({daemon.endpoint!r}) as client:
     assert client.ping()["state"] == "ready"
     events = []

@@ -15,13 +15,13 @@ import zmq
 from PIL import EpsImagePlugin, Image
 
 from bench.fuzz import Deep, encode, png_claiming
-from daemon import security
-from daemon.config import ConfigError, load_settings
-from daemon.image_files import ImageFileError, ImageTooLarge, decode_image
-from daemon.jobs import Job, JobQueue
-from daemon.protocol import shown, unpack
-from daemon.server import Server
-from daemon.worker import Outbox, Worker
+from deepdream_daemon import security
+from deepdream_daemon.config import ConfigError, load_settings
+from deepdream_client.image_files import ImageFileError, ImageTooLarge, decode_image
+from deepdream_daemon.jobs import Job, JobQueue
+from deepdream_client.protocol import shown, unpack
+from deepdream_daemon.server import Server
+from deepdream_daemon.worker import Outbox, Worker
 
 
 def test_command_line_beats_environment_beats_config_file(tmp_path):
@@ -135,7 +135,7 @@ def test_out_of_memory_retries_with_smaller_tiles():
 
 
 def test_a_worker_failure_outside_the_dream_is_internal_and_the_worker_goes_on(monkeypatch):
-    import daemon.worker
+    import deepdream_daemon.worker
 
     calls = []
 
@@ -144,7 +144,7 @@ def test_a_worker_failure_outside_the_dream_is_internal_and_the_worker_goes_on(m
         if len(calls) == 1:
             raise RuntimeError("a bug outside the dream")
 
-    monkeypatch.setattr(daemon.worker, "status", status_with_a_bug)
+    monkeypatch.setattr(deepdream_daemon.worker, "status", status_with_a_bug)
     replies = run_jobs(RunsOutOfMemory(fits=10_000), 2)
     assert [reply["type"] for reply in replies] == ["error", "result"]
     assert replies[0]["code"] == "INTERNAL" and replies[0]["id"] == "j0"

@@ -3,7 +3,7 @@
 GIMP runs headless (gimp-console-3.0 in batch mode) inside the Debian trixie
 root; the daemon runs on the host with random weights (ImageNet weights need a
 download these machines cannot make) and the plug-in reaches it on loopback.
-Every expectation about pixels is checked against what daemon/client.py gets
+Every expectation about pixels is checked against what daemon/deepdream_client/client.py gets
 from the same daemon for the same pixels and parameters."""
 
 import os
@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
-from daemon.client import DreamClient  # noqa: E402
+from deepdream_client.client import DreamClient  # noqa: E402
 from daemon_process import free_port, start_daemon  # noqa: E402
 from harness import GimpRoot, Screen, poll, root_or_skip, stop, wait_for  # noqa: E402
 from images import photo  # noqa: E402

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from daemon.client import DreamClient
+from deepdream_client.client import DreamClient
 from daemon_process import start_daemon
 from dream_engine import DreamParams
 from dream_engine.tiling import TileLayout

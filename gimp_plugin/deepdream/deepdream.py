@@ -4,7 +4,7 @@
 # Sends the active layer's pixels (or the selection's neighbourhood) to the
 # deepdream-daemon over ZeroMQ and puts the dream into a new layer above it,
 # in one undo step. Runs in GIMP's own Python: gi, zmq, msgpack and the
-# `daemon` package (protocol + client) that install-plugin.sh copies beside
+# `deepdream_client` package (protocol + client) that install-plugin.sh copies beside
 # this file. Scripts: pdb procedure "python-fu-deepdream".
 
 import os
@@ -21,7 +21,7 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
-    from daemon.client import (DaemonError, DaemonUnavailable, DreamClient, SettingsError,
+    from deepdream_client.client import (DaemonError, DaemonUnavailable, DreamClient, SettingsError,
                                config_path, load_config, resolve_endpoint)
     MISSING = None
 except ImportError as error:  # still register, and say what to install when used

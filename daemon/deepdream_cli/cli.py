@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import protocol
-from .client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
-from .image_files import ImageFileError, output_format, read_image, write_image
+from deepdream_client import protocol
+from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
+from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image
 
 PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-process
 LOADING_WAIT = 300.0  # how long `dream` waits for a daemon that is still loading its model

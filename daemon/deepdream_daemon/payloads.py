@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from .protocol import DTYPE_SIZES, ProtocolError, field, raw_payload_size, shown
+from deepdream_client.protocol import DTYPE_SIZES, ProtocolError, field, raw_payload_size, shown
 
 _LITTLE_ENDIAN = {name: np.dtype(name).newbyteorder("<") for name in DTYPE_SIZES}
 
@@ -56,7 +56,7 @@ def decode(description, payload, max_pixels):
 
 
 def _decode_file(payload, max_pixels):
-    from .image_files import ImageFileError, ImageTooLarge, decode_image  # Pillow loads on the worker thread only
+    from deepdream_client.image_files import ImageFileError, ImageTooLarge, decode_image  # Pillow loads on the worker thread only
 
     try:
         return decode_image(io.BytesIO(payload), max_pixels)
@@ -73,7 +73,7 @@ def encode(array, description):
     if description["format"] == "raw":
         pixels = np.ascontiguousarray(array, dtype=_LITTLE_ENDIAN[description["dtype"]])
         return dict(description), memoryview(pixels).cast("B")
-    from .image_files import to_image
+    from deepdream_client.image_files import to_image
 
     # Encoded requests decode to uint8 of 1-4 channels or 16-bit gray, all of which PNG holds as they are.
     picture, _ = to_image(array, "PNG")

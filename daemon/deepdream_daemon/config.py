@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .protocol import DEFAULT_ENDPOINT, MAX_HEADER_BYTES, shown
+from deepdream_client.protocol import DEFAULT_ENDPOINT, MAX_HEADER_BYTES, shown
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "gpu")

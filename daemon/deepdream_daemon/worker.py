@@ -16,7 +16,7 @@ import zmq
 
 from . import payloads
 from .notify import notify, status
-from .protocol import ProtocolError, error, shown
+from deepdream_client.protocol import ProtocolError, error, shown
 
 log = logging.getLogger("deepdream.daemon")
 

@@ -18,7 +18,7 @@ import zmq
 
 from . import payloads
 from .jobs import Job, QueueFull
-from .protocol import MAX_HEADER_BYTES, VERSION, ProtocolError, error, field, pack, shown, unpack
+from deepdream_client.protocol import MAX_HEADER_BYTES, VERSION, ProtocolError, error, field, pack, shown, unpack
 
 log = logging.getLogger("deepdream.daemon")
 
