@@ -10,7 +10,7 @@ SEED_OCTAVES = 5  # the article's n in range(-2, 3)
 SEED_STEPS = 50
 SEED_STEP_SIZE = 0.01
 
-# DESIGN.md section 6: InceptionV3 up to mixed5, forward + input gradient, is
+# docs/design.md section 4: InceptionV3 up to mixed5, forward + input gradient, is
 # about 44 GFLOP at 512x512; convolutions scale with the pixel count.
 GFLOP_PER_PIXEL_STEP = 44.0 / (512 * 512)
 

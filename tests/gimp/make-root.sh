@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build (once) the Debian 13 "trixie" root that holds a real GIMP 3 for the
-# plug-in tests (DESIGN.md section 5). The host may be Debian 12, whose GIMP is
+# plug-in tests (docs/design.md section 3). The host may be Debian 12, whose GIMP is
 # 2.10 without Python.
 #
 #   tests/gimp/make-root.sh            build or reuse the root (run as root)
