@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS
+
 from . import model as inception
 from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
 from .params import DEFAULT_LAYERS, DreamParams
 from .pixels import check_image, split
 from .tiling import OVERLAP, TileLayout, rolled_padded_source
 
-DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_COMPILED_LAYER_SETS = 8  # about 11 MiB each; a client cycling through layer sets cannot grow memory
 
 

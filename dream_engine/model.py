@@ -5,19 +5,16 @@ import os
 import socket
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter is not for users
+import keras
+import tensorflow as tf
+from deepdream_client.vocabulary import MIN_SIDE, PRECISIONS  # noqa: F401  MIN_SIDE: the engine's name for it
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from .errors import InvalidParams, WeightsUnavailable  # noqa: E402
+from .errors import InvalidParams, WeightsUnavailable
 
 MODELS = ("inception_v3",)
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 RANDOM_SEED = 1234
 DOWNLOAD_TIMEOUT_S = 60
-MIN_SIDE = 75  # InceptionV3's smallest input (Keras documents it; its stride-2 stem needs it)
 _KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 

@@ -3,34 +3,33 @@
 from dataclasses import asdict, dataclass, field, fields
 
 from deepdream_client.protocol import shown  # pure Python: these messages reach the wire, quoting a client's values
+from deepdream_client.vocabulary import AUTOMATIC_TILES, DEFAULT_DETAIL, DEFAULT_LAYERS, LAYER_WEIGHTS, PARAMS
 
 from .errors import InvalidParams
-
-DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
 
 
 @dataclass(frozen=True)
 class DreamParams:
+    """Names, defaults and ranges come from the shared vocabulary's PARAMS table."""
+
     layers: dict = field(default_factory=lambda: dict(DEFAULT_LAYERS))
-    octaves: int = 4
-    octave_scale: float = 1.3
-    steps: int = 20
-    step_size: float = 0.01
-    tile_size: int = 0  # 0: automatic, the fewest tiles the engine's memory budget allows (one when it fits)
-    jitter: int = 32
-    seed: int = 0
-    detail: bool = True  # re-inject the detail that downscaling an octave loses
+    octaves: int = PARAMS["octaves"].default
+    octave_scale: float = PARAMS["octave_scale"].default
+    steps: int = PARAMS["steps"].default
+    step_size: float = PARAMS["step_size"].default
+    tile_size: int = PARAMS["tile_size"].default  # 0: automatic, the fewest tiles the memory budget allows
+    jitter: int = PARAMS["jitter"].default
+    seed: int = PARAMS["seed"].default
+    detail: bool = DEFAULT_DETAIL  # re-inject the detail that downscaling an octave loses
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _check_layers(self.layers))
-        _check_int("octaves", self.octaves, 1, 12)
-        _check_float("octave_scale", self.octave_scale, 1.01, 4.0)
-        _check_int("steps", self.steps, 1, 1000)
-        _check_float("step_size", self.step_size, 1e-5, 1.0)
-        if self.tile_size != 0 or type(self.tile_size) is not int:  # 0.0 and False are not "automatic"
-            _check_int("tile_size", self.tile_size, 128, 4096, "0 (automatic) or ")
-        _check_int("jitter", self.jitter, 0, 1024)
-        _check_int("seed", self.seed, 0, 2**32 - 1)
+        for name, param in PARAMS.items():
+            value = getattr(self, name)
+            if name == "tile_size" and value == AUTOMATIC_TILES and type(value) is int:  # 0.0, False: not automatic
+                continue
+            check = _check_int if param.kind is int else _check_float
+            check(name, value, param.low, param.high, "0 (automatic) or " if name == "tile_size" else "")
         if not isinstance(self.detail, bool):
             raise InvalidParams("detail", f"must be true or false, got {shown(self.detail)}")
 
@@ -67,11 +66,11 @@ def _check_int(key, value, low, high, besides=""):
         raise InvalidParams(key, f"must be {besides}between {low} and {high}, got {value}")
 
 
-def _check_float(key, value, low, high):
+def _check_float(key, value, low, high, besides=""):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidParams(key, f"must be a number, got {shown(value)}")
     if not low <= value <= high:  # also false for NaN
-        raise InvalidParams(key, f"must be between {low} and {high}, got {value}")
+        raise InvalidParams(key, f"must be {besides}between {low} and {high}, got {value}")
 
 
 def _check_layers(layers):
@@ -86,7 +85,7 @@ def _check_layers(layers):
         layers = {name: 1.0 for name in layers}
     checked = {}
     for name, weight in layers.items():
-        _check_float(f"layers.{_named(name)}", weight, -100.0, 100.0)
+        _check_float(f"layers.{_named(name)}", weight, *LAYER_WEIGHTS)
         checked[name] = float(weight)
     if not any(checked.values()):
         raise InvalidParams("layers", "at least one layer needs a non-zero weight")

@@ -23,12 +23,13 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import zmq
 from zmq.utils import z85
 
 from . import protocol
+from .paths import config_file
+from .vocabulary import BAD_REQUEST, CANCELLED, ENCODED, INTERNAL
 
 DEFAULT_TIMEOUT = 10.0
 CANCEL_GRACE = 3.0  # how long an interrupted dream waits to see the daemon confirm the cancel
@@ -87,8 +88,7 @@ class DreamResult:
 
 
 def config_path():
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "deepdream" / "client.json"
+    return config_file("client.json")
 
 
 def load_config():
@@ -301,7 +301,7 @@ class DreamClient:
 
     def dream_encoded(self, data, params=None, progress=None, timeout=None, cancel_check=None, request_id=None):
         """Dream an encoded image (PNG, JPEG, WebP, TIFF bytes); the result's pixels are PNG bytes."""
-        return self._dream({"format": "encoded"}, data, params, progress, timeout, cancel_check, request_id)
+        return self._dream({"format": ENCODED}, data, params, progress, timeout, cancel_check, request_id)
 
     def dream_array(self, array, params=None, return_result=False, **options):
         """Dream a numpy array (H x W or H x W x C; uint8, uint16 or float32 in
@@ -349,7 +349,7 @@ class DreamClient:
                 final = self._cancel_on(socket, request_id, max(silence, CANCEL_GRACE))
                 if final is not None and final.get("type") == "error":
                     _final(final)
-                raise DaemonError("CANCELLED", "the dream was cancelled", request_id)
+                raise DaemonError(CANCELLED, "the dream was cancelled", request_id)
             remaining = heard + silence - time.monotonic()
             if remaining <= 0:
                 raise self._lost(silence, ping_timeout)
@@ -463,14 +463,14 @@ def new_request_id():
 
 def _final(header):
     if header.get("type") == "error":
-        raise DaemonError(header.get("code", "INTERNAL"), header.get("message", ""), header.get("id"))
+        raise DaemonError(header.get("code", INTERNAL), header.get("message", ""), header.get("id"))
     return header
 
 
 def _dream_result(header, payload):
     header = _final(header)
     if header.get("type") != "result":
-        raise DaemonError("BAD_REQUEST", f"expected a result, the daemon sent {header.get('type')!r}",
+        raise DaemonError(BAD_REQUEST, f"expected a result, the daemon sent {header.get('type')!r}",
                           header.get("id"))
     return DreamResult(pixels=bytes(payload), image=header.get("image", {}), stats=header.get("stats", {}),
                        header=header)

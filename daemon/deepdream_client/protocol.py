@@ -6,18 +6,11 @@ protocol has a single definition. docs/protocol.md is its prose form."""
 
 import msgpack
 
-VERSION = 1
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
-MAX_HEADER_BYTES = 64 * 1024
-
-OPS = ("ping", "info", "dream", "cancel")
-ERROR_CODES = (
-    "BAD_REQUEST", "UNSUPPORTED_VERSION", "UNKNOWN_OP", "INVALID_PARAMS", "UNKNOWN_LAYER",
-    "IMAGE_DECODE", "TOO_LARGE", "QUEUE_FULL", "NOT_READY", "CANCELLED", "OUT_OF_MEMORY",
-    "SHUTTING_DOWN", "INTERNAL",
+from .vocabulary import (  # noqa: F401  re-exported: the protocol's names, as clients know them
+    BAD_REQUEST, DEFAULT_ENDPOINT, DTYPE_SIZES, ERROR_CODES, IMAGE_FORMATS, MAX_HEADER_BYTES, OPS, RAW, STOP_CODES,
+    STOP_MESSAGES,
 )
-DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}
-IMAGE_FORMATS = ("raw", "encoded")
+from .vocabulary import PROTOCOL_VERSION as VERSION
 
 
 SHOWN_CHARS = 60  # how much of a client's value an error message or log line repeats
@@ -101,7 +94,7 @@ _KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: 
 _ABSENT = object()
 
 
-def field(mapping, key, kind, name=None, default=_ABSENT, code="BAD_REQUEST"):
+def field(mapping, key, kind, name=None, default=_ABSENT, code=BAD_REQUEST):
     """mapping[key], checked to be of `kind` before anything uses it (a list where a
     string belongs must not reach a dict lookup). Types are exact: true is not an
     integer, 1.0 is not an integer. A missing key gives `default`, or an error when
@@ -124,7 +117,7 @@ def pack(header):
 def unpack(frame):
     """Decode a header frame into a dict, refusing anything oversized or not a map."""
     if len(frame) > MAX_HEADER_BYTES:
-        raise ProtocolError("BAD_REQUEST", f"the header frame is {len(frame)} bytes; the limit is {MAX_HEADER_BYTES}")
+        raise ProtocolError(BAD_REQUEST, f"the header frame is {len(frame)} bytes; the limit is {MAX_HEADER_BYTES}")
     try:
         header = msgpack.unpackb(
             frame, raw=False, strict_map_key=True,
@@ -132,9 +125,9 @@ def unpack(frame):
             max_array_len=4096, max_map_len=4096, max_ext_len=0,
         )
     except Exception as error:  # msgpack raises several unrelated types for bad input
-        raise ProtocolError("BAD_REQUEST", f"the header frame is not valid msgpack ({type(error).__name__})") from None
+        raise ProtocolError(BAD_REQUEST, f"the header frame is not valid msgpack ({type(error).__name__})") from None
     if not isinstance(header, dict):
-        raise ProtocolError("BAD_REQUEST", f"the header must be a msgpack map, got {type(header).__name__}")
+        raise ProtocolError(BAD_REQUEST, f"the header must be a msgpack map, got {type(header).__name__}")
     return header
 
 
@@ -146,23 +139,28 @@ def error(request_id, code, message):
     return {"type": "error", "id": request_id, "code": code, "message": message}
 
 
+def stopped(request_id, reason):
+    """The error reply of a dream stopped early; `reason` is a key of STOP_CODES."""
+    return error(request_id, STOP_CODES[reason], STOP_MESSAGES[reason])
+
+
 def raw_image(width, height, channels, dtype):
     """The `image` description of a raw payload."""
-    return {"format": "raw", "dtype": dtype, "width": width, "height": height, "channels": channels}
+    return {"format": RAW, "dtype": dtype, "width": width, "height": height, "channels": channels}
 
 
 def raw_payload_size(image):
     """Bytes a raw payload must have, from its `image` description; the
     description is checked first, so nothing is decoded on a lie."""
     if not isinstance(image, dict):
-        raise ProtocolError("BAD_REQUEST", "`image` must be a map describing the payload")
+        raise ProtocolError(BAD_REQUEST, "`image` must be a map describing the payload")
     for key in ("width", "height", "channels"):
         if field(image, key, int, f"image.{key}") < 1:
-            raise ProtocolError("BAD_REQUEST", f"`image.{key}` must be a positive whole number, got {image[key]}")
+            raise ProtocolError(BAD_REQUEST, f"`image.{key}` must be a positive whole number, got {image[key]}")
     if image["channels"] > 4:
-        raise ProtocolError("BAD_REQUEST", f"`image.channels` must be 1..4, got {image['channels']}")
+        raise ProtocolError(BAD_REQUEST, f"`image.channels` must be 1..4, got {image['channels']}")
     dtype = field(image, "dtype", str, "image.dtype")
     if dtype not in DTYPE_SIZES:
-        raise ProtocolError("BAD_REQUEST", f"`image.dtype` must be one of {', '.join(DTYPE_SIZES)}, "
+        raise ProtocolError(BAD_REQUEST, f"`image.dtype` must be one of {', '.join(DTYPE_SIZES)}, "
                                            f"got {shown(dtype)}")
     return image["width"] * image["height"] * image["channels"] * DTYPE_SIZES[dtype]

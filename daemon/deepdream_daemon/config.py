@@ -8,13 +8,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepdream_client.protocol import DEFAULT_ENDPOINT, MAX_HEADER_BYTES, shown
+from deepdream_client.paths import config_file
+from deepdream_client.protocol import shown
+from deepdream_client.vocabulary import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS, DTYPE_SIZES, MAX_HEADER_BYTES, PRECISIONS
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "gpu")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DEFAULT_MAX_PIXELS = 40_000_000  # an 8000 x 5000 photo; memory, not the network, is the bound
-BYTES_PER_PIXEL_WORST = 16  # float32 RGBA, the widest raw payload
+BYTES_PER_PIXEL_WORST = DTYPE_SIZES["float32"] * 4  # float32 RGBA, the widest raw payload
 
 
 class ConfigError(Exception):
@@ -85,8 +85,7 @@ def _flag(name):
 
 
 def default_config_file(environ=os.environ):
-    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "deepdream" / "daemon.toml"
+    return config_file("daemon.toml", environ)
 
 
 def build_parser():

@@ -82,7 +82,7 @@ def main(argv=None):
 
 def choose_device(device):
     """Must run before TensorFlow loads: it reads these once, at import."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for our log
+    # (TF_CPP_MIN_LOG_LEVEL is dream_engine's own business: its package sets it before TensorFlow loads.)
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     # Take GPU memory as needed rather than all of it up front: the GPU may be shared with GIMP

@@ -8,7 +8,8 @@ import io
 
 import numpy as np
 
-from deepdream_client.protocol import DTYPE_SIZES, ProtocolError, field, raw_payload_size, shown
+from deepdream_client.protocol import ProtocolError, field, raw_payload_size, shown
+from deepdream_client.vocabulary import BAD_REQUEST, DTYPE_SIZES, ENCODED, IMAGE_DECODE, RAW, TOO_LARGE
 
 _LITTLE_ENDIAN = {name: np.dtype(name).newbyteorder("<") for name in DTYPE_SIZES}
 
@@ -17,30 +18,30 @@ def inspect(description, payload_size, max_pixels):
     """(width, height) of the image a request carries; raises ProtocolError when
     the description is wrong, the payload does not match it, or it is too big."""
     if not isinstance(description, dict):
-        raise ProtocolError("BAD_REQUEST", "`image` must be a map describing the payload frame")
+        raise ProtocolError(BAD_REQUEST, "`image` must be a map describing the payload frame")
     kind = field(description, "format", str, "image.format")
-    if kind == "raw":
+    if kind == RAW:
         expected = raw_payload_size(description)
         width, height = description["width"], description["height"]
         check_pixels(width, height, max_pixels)
         if payload_size != expected:
             raise ProtocolError(
-                "BAD_REQUEST",
+                BAD_REQUEST,
                 f"the payload has {payload_size} bytes but a {width}x{height} {description['dtype']} image with "
                 f"{description['channels']} channels needs {expected}",
             )
         return width, height
-    if kind == "encoded":
+    if kind == ENCODED:
         if not payload_size:
-            raise ProtocolError("BAD_REQUEST", "an encoded image needs the file's bytes as the second frame")
+            raise ProtocolError(BAD_REQUEST, "an encoded image needs the file's bytes as the second frame")
         return None  # size known only after reading the file's header, done by decode()
-    raise ProtocolError("BAD_REQUEST", f"`image.format` must be \"raw\" or \"encoded\", got {shown(kind)}")
+    raise ProtocolError(BAD_REQUEST, f"`image.format` must be \"raw\" or \"encoded\", got {shown(kind)}")
 
 
 def check_pixels(width, height, max_pixels):
     if width * height > max_pixels:
         raise ProtocolError(
-            "TOO_LARGE",
+            TOO_LARGE,
             f"the image is {width}x{height} = {width * height:,} pixels; this daemon accepts at most {max_pixels:,} "
             f"(scale it down, or start the daemon with a larger --max-pixels)",
         )
@@ -48,7 +49,7 @@ def check_pixels(width, height, max_pixels):
 
 def decode(description, payload, max_pixels):
     """The request's image as an H x W x C array, and how to encode the result."""
-    if description["format"] == "raw":
+    if description["format"] == RAW:
         dtype = _LITTLE_ENDIAN[description["dtype"]]
         shape = (description["height"], description["width"], description["channels"])
         return np.frombuffer(payload, dtype=dtype).reshape(shape)
@@ -61,16 +62,16 @@ def _decode_file(payload, max_pixels):
     try:
         return decode_image(io.BytesIO(payload), max_pixels)
     except ImageTooLarge as error:
-        raise ProtocolError("TOO_LARGE", f"{error} (scale it down, or start the daemon with a larger "
+        raise ProtocolError(TOO_LARGE, f"{error} (scale it down, or start the daemon with a larger "
                                          f"--max-pixels)") from None
     except ImageFileError as error:
-        raise ProtocolError("IMAGE_DECODE", f"the payload is {error}") from None
+        raise ProtocolError(IMAGE_DECODE, f"the payload is {error}") from None
 
 
 def encode(array, description):
     """(image description, payload bytes) of a result: raw as the request came, else PNG."""
     height, width, channels = array.shape
-    if description["format"] == "raw":
+    if description["format"] == RAW:
         pixels = np.ascontiguousarray(array, dtype=_LITTLE_ENDIAN[description["dtype"]])
         return dict(description), memoryview(pixels).cast("B")
     from deepdream_client.image_files import to_image
@@ -79,6 +80,6 @@ def encode(array, description):
     picture, _ = to_image(array, "PNG")
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    result = {"format": "encoded", "encoding": "png", "width": width, "height": height,
+    result = {"format": ENCODED, "encoding": "png", "width": width, "height": height,
               "channels": channels, "dtype": array.dtype.name}
     return result, buffer.getbuffer()

@@ -18,7 +18,11 @@ import zmq
 
 from . import payloads
 from .jobs import Job, QueueFull
-from deepdream_client.protocol import MAX_HEADER_BYTES, VERSION, ProtocolError, error, field, pack, shown, unpack
+from deepdream_client.protocol import (MAX_HEADER_BYTES, VERSION, ProtocolError, error, field, pack, shown, stopped,
+                                       unpack)
+from deepdream_client.vocabulary import (BAD_REQUEST, CANCEL, CHANNELS, DREAM, DTYPE_SIZES, INFO, INTERNAL,
+                                         INVALID_PARAMS, MIN_SIDE, NOT_READY, PING, QUEUE_FULL, SHUTTING_DOWN,
+                                         UNKNOWN_OP, UNSUPPORTED_VERSION)
 
 log = logging.getLogger("deepdream.daemon")
 
@@ -40,7 +44,7 @@ class Server:
         self.active = {}  # (peer, request id) -> Job, queued or running
         self.stop_requested = False  # set by the SIGTERM handler
         self._shutdown_deadline = None
-        self._ops = {"ping": self._ping, "info": self._info, "dream": self._dream, "cancel": self._cancel}
+        self._ops = {PING: self._ping, INFO: self._info, DREAM: self._dream, CANCEL: self._cancel}
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -91,25 +95,25 @@ class Server:
         request_id = None
         try:
             if not body:
-                raise ProtocolError("BAD_REQUEST", "the message has no header frame")
+                raise ProtocolError(BAD_REQUEST, "the message has no header frame")
             header = unpack(body[0].bytes)
             request_id = field(header, "id", str, default=None)  # first: every later error can name it
             if len(body) > 2:
                 parts = count - len(envelope)
-                raise ProtocolError("BAD_REQUEST", f"the message has {parts} frames after the envelope; "
+                raise ProtocolError(BAD_REQUEST, f"the message has {parts} frames after the envelope; "
                                                    f"a request is a header frame and at most one payload frame")
             version = header.get("v")
             if type(version) is not int or version != VERSION:  # exact: true and 1.0 are not version 1
                 said = shown(version) if "v" in header else "missing"
-                raise ProtocolError("UNSUPPORTED_VERSION", f"this daemon speaks protocol version {VERSION}; the "
+                raise ProtocolError(UNSUPPORTED_VERSION, f"this daemon speaks protocol version {VERSION}; the "
                                                            f"request's `v` is {said}")
             name = field(header, "op", str)
             op = self._ops.get(name)
             if op is None:
-                raise ProtocolError("UNKNOWN_OP", f"unknown op {shown(name)}; the ops are {', '.join(self._ops)}")
+                raise ProtocolError(UNKNOWN_OP, f"unknown op {shown(name)}; the ops are {', '.join(self._ops)}")
             payload = body[1] if len(body) == 2 else None
-            if payload is not None and name != "dream":
-                raise ProtocolError("BAD_REQUEST", f"`{name}` takes no payload frame")
+            if payload is not None and name != DREAM:
+                raise ProtocolError(BAD_REQUEST, f"`{name}` takes no payload frame")
             reply = op(envelope, request_id, header, payload)
         except ProtocolError as failure:
             log.info("request %s from %s refused: %s %s", shown(request_id), _peer(envelope), failure.code,
@@ -117,7 +121,7 @@ class Server:
             reply = error(request_id, failure.code, failure.message)
         except Exception:  # noqa: BLE001  a bug must cost one request, not the daemon and every dream in it
             log.exception("request %s from %s failed", shown(request_id), _peer(envelope))
-            reply = error(request_id, "INTERNAL", "the daemon failed on this request; its log has the details")
+            reply = error(request_id, INTERNAL, "the daemon failed on this request; its log has the details")
         if reply is not None:
             self._send(envelope, reply)
 
@@ -131,11 +135,9 @@ class Server:
 
     def _info(self, envelope, request_id, header, payload):
         self._require_ready()
-        from dream_engine.model import MIN_SIDE  # loaded by the worker already: no TensorFlow import here
-
         limits = {"max_pixels": self.settings.max_pixels, "max_message_bytes": self.settings.max_message_bytes,
                   "max_header_bytes": MAX_HEADER_BYTES, "queue_length": self.settings.queue_length,
-                  "min_side": MIN_SIDE, "dtypes": ["uint8", "uint16", "float32"], "channels": [1, 2, 3, 4]}
+                  "min_side": MIN_SIDE, "dtypes": list(DTYPE_SIZES), "channels": list(CHANNELS)}
         return {"type": "info", "id": request_id, "layers": list(self.worker.engine.layers),
                 "defaults": self.worker.defaults, "limits": limits, "memory": self.worker.engine.status(),
                 **self.worker.describe(),
@@ -143,34 +145,34 @@ class Server:
 
     def _require_ready(self):
         if self.worker.state == "error":
-            raise ProtocolError("NOT_READY", self.worker.not_ready_message())
+            raise ProtocolError(NOT_READY, self.worker.not_ready_message())
         if self.worker.state != "ready":
-            raise ProtocolError("NOT_READY", "the model is still loading; try again in a few seconds "
+            raise ProtocolError(NOT_READY, "the model is still loading; try again in a few seconds "
                                              "(ping says state=ready when it is done)")
 
     def _dream(self, envelope, request_id, header, payload):
         if self._shutdown_deadline is not None:
-            raise ProtocolError("SHUTTING_DOWN", "the daemon is shutting down; send the dream again once it is back")
+            raise ProtocolError(SHUTTING_DOWN, "the daemon is shutting down; send the dream again once it is back")
         if self.worker.state == "error":
             self._require_ready()
         if request_id is None or request_id == "":
-            raise ProtocolError("BAD_REQUEST", "a dream needs an `id`, so that its replies and a cancel can name it")
+            raise ProtocolError(BAD_REQUEST, "a dream needs an `id`, so that its replies and a cancel can name it")
         wants_progress = field(header, "progress", bool, default=False)
-        params = field(header, "params", dict, default={}, code="INVALID_PARAMS")
+        params = field(header, "params", dict, default={}, code=INVALID_PARAMS)
         if self.worker.state == "ready":
             self.worker.validate(params)  # early answer; while loading the worker checks them when the job starts
         description = header.get("image")
         size = payloads.inspect(description, len(payload) if payload is not None else 0, self.settings.max_pixels)
         key = (envelope[0], request_id)
         if key in self.active:
-            raise ProtocolError("BAD_REQUEST", f"a dream with id {shown(request_id)} from this client is already "
+            raise ProtocolError(BAD_REQUEST, f"a dream with id {shown(request_id)} from this client is already "
                                                f"queued or running; use a new id for each dream")
         label = f"{size[0]}x{size[1]}" if size else f"{len(payload)}-byte file"
         job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label)
         try:
             self.jobs.put(job)
         except QueueFull:
-            raise ProtocolError("QUEUE_FULL", f"{self.settings.queue_length} dreams are already waiting; "
+            raise ProtocolError(QUEUE_FULL, f"{self.settings.queue_length} dreams are already waiting; "
                                               f"try again when one has finished") from None
         self.active[key] = job
         return None  # the worker answers
@@ -191,14 +193,8 @@ class Server:
         """End a dream: a waiting one at once, a running one at its next step."""
         job.stop(reason)
         if self.jobs.remove(job):
-            self._finish(job, None if reason == "vanished" else self.worker_stop_reply(job, reason))
+            self._finish(job, None if reason == "vanished" else stopped(job.request_id, reason))
             log.info("job %s %s: stopped while waiting (%s)", shown(job.request_id), job.size, reason)
-
-    @staticmethod
-    def worker_stop_reply(job, reason):
-        from .worker import STOP_CODES, STOP_MESSAGES
-
-        return error(job.request_id, STOP_CODES[reason], STOP_MESSAGES[reason])
 
     def _finish(self, job, reply, payload=None):
         self.active.pop((job.peer, job.request_id), None)
@@ -259,7 +255,7 @@ class Server:
         notify("STOPPING=1", "STATUS=stopping")
         self._shutdown_deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for job in self.jobs.close():
-            self._finish(job, self.worker_stop_reply(job, "shutdown"))
+            self._finish(job, stopped(job.request_id, "shutdown"))
         for job in list(self.active.values()):
             job.stop("shutdown")
 
@@ -270,7 +266,7 @@ class Server:
             return False
         self._deliver_posts()
         for job in list(self.active.values()):  # a step that outlived the grace period
-            self._finish(job, self.worker_stop_reply(job, "shutdown"))
+            self._finish(job, stopped(job.request_id, "shutdown"))
         return True
 
 

@@ -16,17 +16,12 @@ import zmq
 
 from . import payloads
 from .notify import notify, status
-from deepdream_client.protocol import ProtocolError, error, shown
+from deepdream_client.protocol import ProtocolError, error, shown, stopped
+from deepdream_client.vocabulary import INTERNAL, NOT_READY, OUT_OF_MEMORY, PARAMS, UNKNOWN_LAYER
 
 log = logging.getLogger("deepdream.daemon")
 
-MIN_TILE = 128  # DreamParams' smallest tile_size
-STOP_CODES = {"cancel": "CANCELLED", "vanished": "CANCELLED", "shutdown": "SHUTTING_DOWN"}
-STOP_MESSAGES = {
-    "cancel": "the dream was cancelled, as asked",
-    "vanished": "the client went away, so its dream was stopped",
-    "shutdown": "the daemon is shutting down; send the dream again once it is back",
-}
+MIN_TILE = PARAMS["tile_size"].low  # the smallest tile an out-of-memory retry may ask for
 # The exception's own text may quote the client's data at any length: it goes to the log, not the wire.
 _INTERNAL_MESSAGE = "the daemon failed on this request; its log has the details"
 
@@ -100,7 +95,7 @@ class Worker(threading.Thread):
             raise ProtocolError(failure.code, f"bad params: {failure}") from None
         unknown = [name for name in checked.layers if name not in self.engine.layers]
         if unknown:
-            raise ProtocolError("UNKNOWN_LAYER", f"unknown layer {shown(unknown[0])}; this model has "
+            raise ProtocolError(UNKNOWN_LAYER, f"unknown layer {shown(unknown[0])}; this model has "
                                                  f"{', '.join(self.engine.layers)}")
         return checked
 
@@ -117,7 +112,7 @@ class Worker(threading.Thread):
         try:
             while (job := self.jobs.take()) is not None:
                 if self.state == "error":
-                    self.outbox.post(job, error(job.request_id, "NOT_READY", self.not_ready_message()))
+                    self.outbox.post(job, error(job.request_id, NOT_READY, self.not_ready_message()))
                     continue
                 try:
                     self._run(job)
@@ -125,7 +120,7 @@ class Worker(threading.Thread):
                     log.exception("job %s: the worker failed outside the dream", shown(job.request_id))
                     if self.current is job:  # not answered yet (_run clears it just before its reply)
                         self.current = None
-                        self.outbox.post(job, error(job.request_id, "INTERNAL", _INTERNAL_MESSAGE))
+                        self.outbox.post(job, error(job.request_id, INTERNAL, _INTERNAL_MESSAGE))
         finally:
             self.outbox.close_thread_socket()
 
@@ -191,16 +186,15 @@ class Worker(threading.Thread):
         except ProtocolError as failure:
             return error(job.request_id, failure.code, failure.message), None
         except DreamCancelled:
-            reason = job.stop_reason or "cancel"
-            return error(job.request_id, STOP_CODES[reason], STOP_MESSAGES[reason]), None
+            return stopped(job.request_id, job.stop_reason or "cancel"), None
         except DreamError as failure:
             return error(job.request_id, failure.code, str(failure)), None
         except MemoryError:
-            return error(job.request_id, "OUT_OF_MEMORY", "the machine ran out of memory for this image; "
+            return error(job.request_id, OUT_OF_MEMORY, "the machine ran out of memory for this image; "
                                                           "try a smaller image"), None
         except Exception:  # noqa: BLE001  a bug must cost one request, not the daemon
             log.exception("job %s failed", shown(job.request_id))
-            return error(job.request_id, "INTERNAL", _INTERNAL_MESSAGE), None
+            return error(job.request_id, INTERNAL, _INTERNAL_MESSAGE), None
         stats = {**params.to_dict(), **self.describe()}
         return {"type": "result", "id": job.request_id, "image": description, "stats": stats}, payload
 

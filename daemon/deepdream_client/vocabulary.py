@@ -1,0 +1,81 @@
+"""The project's shared vocabulary: every small fact that the engine, the daemon,
+the client library, the CLI and the GIMP plug-in must agree on, said once.
+
+Standard library only: the engine imports it without ZeroMQ, GIMP's Python
+imports it without numpy. docs/protocol.md is the prose form of the wire part."""
+
+from typing import NamedTuple
+
+# -- the wire --------------------------------------------------------------------------------------
+
+PROTOCOL_VERSION = 1
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+MAX_HEADER_BYTES = 64 * 1024
+
+PING, INFO, DREAM, CANCEL = "ping", "info", "dream", "cancel"
+OPS = (PING, INFO, DREAM, CANCEL)
+
+# Error codes (docs/protocol.md, section 7), used by name so that a typo is a NameError.
+BAD_REQUEST = "BAD_REQUEST"
+UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+UNKNOWN_OP = "UNKNOWN_OP"
+INVALID_PARAMS = "INVALID_PARAMS"
+UNKNOWN_LAYER = "UNKNOWN_LAYER"
+IMAGE_DECODE = "IMAGE_DECODE"
+TOO_LARGE = "TOO_LARGE"
+QUEUE_FULL = "QUEUE_FULL"
+NOT_READY = "NOT_READY"
+CANCELLED = "CANCELLED"
+OUT_OF_MEMORY = "OUT_OF_MEMORY"
+SHUTTING_DOWN = "SHUTTING_DOWN"
+INTERNAL = "INTERNAL"
+ERROR_CODES = (BAD_REQUEST, UNSUPPORTED_VERSION, UNKNOWN_OP, INVALID_PARAMS, UNKNOWN_LAYER, IMAGE_DECODE,
+               TOO_LARGE, QUEUE_FULL, NOT_READY, CANCELLED, OUT_OF_MEMORY, SHUTTING_DOWN, INTERNAL)
+
+RAW, ENCODED = "raw", "encoded"  # the payload's `image.format`
+IMAGE_FORMATS = (RAW, ENCODED)
+DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}  # raw sample types and their bytes, little-endian
+CHANNELS = (1, 2, 3, 4)  # gray, gray + alpha, RGB, RGBA
+
+# Why a dream ended early (the daemon's word for it), its error code and what the client is told.
+STOP_CODES = {"cancel": CANCELLED, "vanished": CANCELLED, "shutdown": SHUTTING_DOWN}
+STOP_MESSAGES = {
+    "cancel": "the dream was cancelled, as asked",
+    "vanished": "the client went away, so its dream was stopped",
+    "shutdown": "the daemon is shutting down; send the dream again once it is back",
+}
+
+# -- the engine and its limits ------------------------------------------------------------------------
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+MIN_SIDE = 75  # InceptionV3's smallest input (Keras documents it; its stride-2 stem needs it)
+# The largest image (width x height) a dream accepts unless told otherwise, in the daemon
+# (--max-pixels) and in-process alike: an 8000 x 5000 photo; memory, not the network, is the bound.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+# -- dream parameters: the table DreamParams validates against ----------------------------------------
+
+class Param(NamedTuple):
+    kind: type  # int or float (an int is also accepted where a float is)
+    default: object
+    low: object
+    high: object
+
+
+AUTOMATIC_TILES = 0  # tile_size 0: the fewest tiles the memory budget allows; else low..high
+PARAMS = {
+    "octaves": Param(int, 4, 1, 12),
+    "octave_scale": Param(float, 1.3, 1.01, 4.0),
+    "steps": Param(int, 20, 1, 1000),
+    "step_size": Param(float, 0.01, 1e-5, 1.0),
+    "tile_size": Param(int, AUTOMATIC_TILES, 128, 4096),
+    "jitter": Param(int, 32, 0, 1024),
+    # The wire takes any unsigned 32-bit seed. GIMP's int arguments are signed 32-bit, so the
+    # plug-in offers 0 .. 2**31 - 1 (GIMP_SEED_MAX), the lower half of the same seeds.
+    "seed": Param(int, 0, 0, 2**32 - 1),
+}
+GIMP_SEED_MAX = 2**31 - 1
+DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
+LAYER_WEIGHTS = (-100.0, 100.0)
+DEFAULT_DETAIL = True  # re-inject the detail that downscaling an octave loses
