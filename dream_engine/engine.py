@@ -8,6 +8,7 @@ tiles that bound memory, a seeded random roll (jitter), detail re-injection
 between octaves, any dtype and channel count, and cancellation."""
 
 import gc
+import time
 from collections import OrderedDict, namedtuple
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class DreamEngine:
         self.tile_overlap = tile_overlap
         self.compiled_layer_sets = compiled_layer_sets
         self.traces = 0  # how often a compiled function was traced (tests watch it)
+        self.compile_seconds = 0.0  # spent compiling layer sets, in all (a dream's share: the difference across it)
         self._tile_side = None  # the largest tile side of the octave being dreamed
         self._base = inception.load_inception(weights, self.precision)
         if fold_batch_norm is None:
@@ -238,7 +240,10 @@ class DreamEngine:
                 gradient /= tf.math.reduce_std(gradient) + 1e-8
                 return tf.clip_by_value(image + step_size * gradient, -1.0, 1.0), losses[0]
 
-            self._functions[layer_names] = _Compiled(tile_gradients, whole_step)
+            tiny, no_weights = tf.zeros([inception.MIN_SIDE, inception.MIN_SIDE, 3]), tf.zeros([len(layer_names)])
+            self._functions[layer_names] = _Compiled(
+                _CompiledOnFirstCall(self, tile_gradients, tiny[None], no_weights),
+                _CompiledOnFirstCall(self, whole_step, tiny, no_weights, tf.zeros([2], tf.int32), tf.constant(0.0)))
             if len(self._functions) > self.compiled_layer_sets:
                 self._functions.popitem(last=False)
                 # tf.function objects sit in reference cycles (the traced graphs refer back to
@@ -248,6 +253,24 @@ class DreamEngine:
 
 
 _Compiled = namedtuple("_Compiled", "tile_gradients whole_step")
+
+
+class _CompiledOnFirstCall:
+    """A tf.function whose first call, where TensorFlow traces and optimises it (seconds,
+    whatever the input's size), is made on a tiny input and timed into the engine's
+    compile_seconds, so that compiling is reported apart from a dream's own steps. The
+    tiny step costs milliseconds; inputs of any size then reuse the optimised graph."""
+
+    def __init__(self, engine, function, *tiny_inputs):
+        self._engine, self._function, self._tiny_inputs = engine, function, tiny_inputs
+
+    def __call__(self, *inputs):
+        if self._tiny_inputs is not None:
+            started = time.monotonic()
+            self._function(*self._tiny_inputs)
+            self._engine.compile_seconds += time.monotonic() - started
+            self._tiny_inputs = None
+        return self._function(*inputs)
 
 
 def canonical_layers(layers):

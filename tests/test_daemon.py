@@ -162,6 +162,74 @@ def test_a_queued_dream_can_be_cancelled_from_another_socket(daemon):
     runner.close(), waiter.close()
 
 
+def start_running(endpoint):
+    """A DEALER socket whose LONG dream is running (its first real step was reported)."""
+    sock = connect(endpoint)
+    header, payload = dream_request(sample("uint8", 3), LONG, progress=True)
+    send(sock, header, payload)
+    while receive(sock)[0]["octave"] == 0:  # 'waiting' heartbeats until the first step
+        pass
+    return sock, header
+
+
+def stop_running(endpoint, sock, header):
+    send(sock, request("cancel", target=header["id"]))
+    wait_for(lambda: not ping(endpoint)["busy"], PROMPTLY_S, "the running dream is cancelled")
+    sock.close()
+
+
+def test_a_refused_duplicate_id_is_told_apart_from_the_dream_that_goes_on(daemon):
+    sock, running = start_running(daemon.endpoint)
+    send(sock, *dream_request(sample("uint8", 3), TINY, request_id=running["id"]))
+    refusal = final(sock, PROMPTLY_S)[0]
+    assert refusal["type"] == "error" and refusal["code"] == "BAD_REQUEST" and refusal["id"] == running["id"]
+    assert refusal["duplicate_id"] is True, "a client matching by id needs to know its dream goes on"
+    assert ping(daemon.endpoint)["busy"] is True and receive(sock)[0]["type"] == "progress"
+
+    send(sock, request("cancel", target=running["id"]))
+    ending = next(reply for reply in [final(sock, PROMPTLY_S)[0] for _ in range(2)] if reply["id"] == running["id"])
+    assert ending["id"] == running["id"] and ending["code"] == "CANCELLED" and "duplicate_id" not in ending
+    sock.close()
+
+
+def test_a_too_small_raw_image_is_refused_at_once_not_after_the_queue(daemon):
+    sock, running = start_running(daemon.endpoint)
+    started = time.monotonic()
+    reply = call(daemon.endpoint, *dream_request(sample("uint8", 3, height=74, width=200)), timeout=5)[0]
+    assert reply["code"] == "BAD_REQUEST" and "at least 75 pixels on each side" in reply["message"], reply
+    assert time.monotonic() - started < 5 and ping(daemon.endpoint)["busy"] is True
+    stop_running(daemon.endpoint, sock, running)
+
+
+def test_a_queued_dream_hears_waiting_events_with_its_place(daemon):
+    sock, running = start_running(daemon.endpoint)
+    waiter = connect(daemon.endpoint)
+    header, payload = dream_request(sample("uint8", 3), TINY, progress=True)
+    send(waiter, header, payload)
+    event = receive(waiter, 5)[0]
+    assert event == {"type": "progress", "id": header["id"], "octave": 0, "octaves": 0, "step": 0, "steps": 0,
+                     "fraction": 0.0, "queued": 1}
+    stop_running(daemon.endpoint, sock, running)
+    reply, _data, events = final(waiter)
+    assert reply["type"] == "result" and all(e["queued"] in (0, 1) for e in events if e["octave"] == 0)
+    waiter.close()
+
+
+def test_first_use_of_a_layer_set_reports_its_compiling_apart(daemon):
+    params = {**TINY, "layers": {"mixed0": 1.0}}  # a layer set the daemon has not compiled yet
+    first, second = (call(daemon.endpoint, *dream_request(sample("uint8", 3), params))[0]["stats"]
+                     for _ in range(2))
+    assert 0.5 < first["compile_seconds"] <= first["seconds"], first
+    assert second["compile_seconds"] == 0 and second["seconds"] < first["seconds"], second
+
+
+def test_a_req_client_asking_for_progress_is_refused_at_once(daemon):
+    header, payload = dream_request(sample("uint8", 3), TINY, progress=True)
+    reply = call(daemon.endpoint, header, payload, timeout=5)[0]
+    assert reply["id"] == header["id"] and reply["code"] == "BAD_REQUEST" and "DEALER" in reply["message"], reply
+    assert not ping(daemon.endpoint)["busy"] and ping(daemon.endpoint)["queued"] == 0, "nothing was queued"
+
+
 def start_doomed_client(endpoint, header, payload):
     """A separate process that sends a dream and reads its progress until it is SIGKILLed,
     as GIMP kills a plug-in whose progress bar is cancelled."""
@@ -335,6 +403,7 @@ def test_messages_quote_client_values_briefly_and_readably(daemon):
     assert message({"op": "ping", "id": "x"}) == "this daemon speaks protocol version 1; the request's `v` is missing"
     assert message({"v": True, "op": "ping", "id": "x"}).endswith("the request's `v` is true")
     assert message({"v": 1, "op": "ping", "id": 7}) == "`id` must be a string, got 7"
+    assert message(msgpack.packb([1, "ping"])) == 'the header must be a msgpack map, got [1, "ping"]'
     huge = message(*dream_with({**TINY, "layers": {"m" * 60_000: 1.0}}))
     assert huge.startswith('unknown layer "mmm') and len(huge) < 400
 

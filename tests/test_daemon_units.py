@@ -77,6 +77,7 @@ class RunsOutOfMemory:
 
     layers = ["mixed2", "mixed5"]
     weights, device, precision = "random", "GPU: stand-in", "float16"
+    compile_seconds = 0.0
 
     def __init__(self, fits):
         self.fits = fits

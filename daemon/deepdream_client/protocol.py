@@ -127,7 +127,7 @@ def unpack(frame):
     except Exception as error:  # msgpack raises several unrelated types for bad input
         raise ProtocolError(BAD_REQUEST, f"the header frame is not valid msgpack ({type(error).__name__})") from None
     if not isinstance(header, dict):
-        raise ProtocolError(BAD_REQUEST, f"the header must be a msgpack map, got {type(header).__name__}")
+        raise ProtocolError(BAD_REQUEST, f"the header must be a msgpack map, got {shown(header)}")
     return header
 
 

@@ -9,7 +9,7 @@ import io
 import numpy as np
 
 from deepdream_client.protocol import ProtocolError, field, raw_payload_size, shown
-from deepdream_client.vocabulary import BAD_REQUEST, DTYPE_SIZES, ENCODED, IMAGE_DECODE, RAW, TOO_LARGE
+from deepdream_client.vocabulary import BAD_REQUEST, DTYPE_SIZES, ENCODED, IMAGE_DECODE, MIN_SIDE, RAW, TOO_LARGE
 
 _LITTLE_ENDIAN = {name: np.dtype(name).newbyteorder("<") for name in DTYPE_SIZES}
 
@@ -24,6 +24,9 @@ def inspect(description, payload_size, max_pixels):
         expected = raw_payload_size(description)
         width, height = description["width"], description["height"]
         check_pixels(width, height, max_pixels)
+        if min(width, height) < MIN_SIDE:  # refused now, not after waiting its turn in the queue
+            raise ProtocolError(BAD_REQUEST, f"the image is {width}x{height}; InceptionV3 needs at least {MIN_SIDE} "
+                                             f"pixels on each side")
         if payload_size != expected:
             raise ProtocolError(
                 BAD_REQUEST,

@@ -114,6 +114,12 @@ class Server:
             payload = body[1] if len(body) == 2 else None
             if payload is not None and name != DREAM:
                 raise ProtocolError(BAD_REQUEST, f"`{name}` takes no payload frame")
+            if name == DREAM and header.get("progress") is True and _socket_type(frames[0]) == "REQ":
+                # A REQ socket takes one reply per request: a progress event would take the
+                # result's place and the result would be lost. The envelope cannot tell (our own
+                # DEALER client sends the delimiter too); the peer's handshake can.
+                raise ProtocolError(BAD_REQUEST, "a REQ socket takes exactly one reply, so it cannot receive "
+                                                 "progress events; send `progress` false, or use a DEALER socket")
             reply = op(envelope, request_id, header, payload)
         except ProtocolError as failure:
             log.info("request %s from %s refused: %s %s", shown(request_id), _peer(envelope), failure.code,
@@ -165,8 +171,12 @@ class Server:
         size = payloads.inspect(description, len(payload) if payload is not None else 0, self.settings.max_pixels)
         key = (envelope[0], request_id)
         if key in self.active:
-            raise ProtocolError(BAD_REQUEST, f"a dream with id {shown(request_id)} from this client is already "
-                                               f"queued or running; use a new id for each dream")
+            # Answered under the same id as the dream that goes on: `duplicate_id` tells a
+            # client matching replies by id that this refusal is not that dream's end.
+            message = (f"a dream with id {shown(request_id)} from this client is already queued or running; "
+                       f"use a new id for each dream")
+            log.info("request %s from %s refused: %s %s", shown(request_id), _peer(envelope), BAD_REQUEST, message)
+            return {**error(request_id, BAD_REQUEST, message), "duplicate_id": True}
         label = f"{size[0]}x{size[1]}" if size else f"{len(payload)}-byte file"
         job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label)
         try:
@@ -272,6 +282,15 @@ class Server:
 
 def _peer(envelope):
     return envelope[0].hex()[:10]
+
+
+def _socket_type(identity_frame):
+    """The socket type the peer declared in its ZeroMQ handshake ("REQ", "DEALER", ...);
+    "" where there is none to read (inproc, or an old ZMTP 2 peer)."""
+    try:
+        return identity_frame.get("Socket-Type")
+    except zmq.ZMQError:
+        return ""
 
 
 def _guarded(step, *args):
