@@ -88,7 +88,6 @@ class DreamEngine:
         layer_names = canonical_layers(params.layers)
         compiled = self._compiled(layer_names)
         layer_weights = tf.constant([params.layers[name] for name in layer_names], tf.float32)
-        step_size = tf.constant(params.step_size, tf.float32)
         rng = np.random.default_rng(params.seed)
         shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, inception.MIN_SIDE)
         total_work = params.steps * sum(h * w for h, w in shapes)
@@ -101,34 +100,18 @@ class DreamEngine:
                 image = resize(image, shape)
             if octave + 1 == len(shapes):
                 original = shrunk_original = None  # the last octave needs neither (at 24 MP: 0.45 GB)
-            tiles = self.tile_layout(shape, params)
-            self._tile_side = max(tiles.tile_height, tiles.tile_width)  # for an out-of-memory report
-            whole = len(tiles) == 1
-            if whole:
-                # An image that fits one tile stays in TensorFlow for the whole
-                # octave: roll, gradient, normalization and update in one call
-                # (a quarter faster per step at 845x562 than round trips through numpy).
-                image = tf.convert_to_tensor(image)
-            else:
-                blended = np.empty_like(image)  # the gradient of a tiled step, reused by every step
+            dreaming = self._octave(image, shape, params, compiled, layer_weights, should_stop)
+            image = None  # the octave's strategy holds it now, in its own form
             for step in range(params.steps):
                 if should_stop():
                     raise DreamCancelled("the dream was cancelled")
                 shift = tuple(int(s) for s in rng.integers(-params.jitter, params.jitter + 1, size=2)) \
                     if params.jitter else (0, 0)
-                if whole:
-                    image, loss = compiled.whole_step(image, layer_weights, tf.constant(shift, tf.int32), step_size)
-                    loss = float(loss)
-                else:
-                    loss = self._tiled_step(image, tiles, blended, compiled, layer_weights, shift,
-                                            params.step_size, should_stop)
+                loss = dreaming.step(shift)
                 done_work += shape[0] * shape[1]
                 progress({"octave": octave + 1, "octaves": len(shapes), "step": step + 1,
                           "steps": params.steps, "fraction": done_work / total_work, "loss": loss})
-            if whole:
-                image = np.array(image)
-            else:
-                del blended
+            image = dreaming.result()
             if params.detail and octave + 1 < len(shapes):
                 # Put back what shrinking the original lost at this scale, so the
                 # next octave starts from the photo's detail, not from a blurred copy.
@@ -165,39 +148,15 @@ class DreamEngine:
                 "tile_overlap": self.tile_overlap, "compiled_layer_sets": len(self._functions),
                 "max_compiled_layer_sets": self.compiled_layer_sets, "rss_mib": resident_mib()}
 
-    def _tiled_step(self, image, tiles, blended, compiled, layer_weights, shift, step_size, should_stop):
-        """One ascent step on a large image, in place: the loss gradient is
-        computed tile by tile under a random roll (jitter) and blended with
-        feathered weights. Tiles are read from the image and their gradients
-        added back through index maps of the rolled, padded frame, so a step
-        needs one full-size buffer (`blended`) and no rolled or padded copy.
-        Returns the mean loss of the tiles."""
-        height, width = image.shape[:2]
-        source_rows = rolled_padded_source(height, tiles.padded_size[0], shift[0])
-        source_cols = rolled_padded_source(width, tiles.padded_size[1], shift[1])
-        blended.fill(0.0)
-        losses = []
-        for first in range(0, len(tiles), self.tile_batch):
-            if should_stop():
-                raise DreamCancelled("the dream was cancelled")
-            origins = tiles.origins[first : first + self.tile_batch]
-            windows = [(source_rows[y : y + tiles.tile_height], source_cols[x : x + tiles.tile_width])
-                       for y, x in origins]
-            batch = np.stack([image[np.ix_(rows, cols)] for rows, cols in windows])
-            tile_losses, tile_gradients = compiled.tile_gradients(batch, layer_weights)
-            losses.extend(tile_losses.numpy().tolist())
-            for (y, x), (rows, cols), tile_gradient in zip(origins, windows, tile_gradients.numpy()):
-                # Only the part inside the image frame counts (the padding was reflected).
-                inside_rows, inside_cols = min(tiles.tile_height, height - y), min(tiles.tile_width, width - x)
-                share = tiles.share((y, x))[:inside_rows, :inside_cols]
-                blended[np.ix_(rows[:inside_rows], cols[:inside_cols])] += \
-                    tile_gradient[:inside_rows, :inside_cols] * share
-        # The seed's update, in place and in its order of operations.
-        blended /= standard_deviation(blended) + 1e-8
-        blended *= step_size
-        image += blended
-        np.clip(image, -1.0, 1.0, out=image)
-        return float(np.mean(losses))
+    def _octave(self, image, shape, params, compiled, layer_weights, should_stop):
+        """The strategy that dreams one octave: whole when it fits the memory
+        budget in one piece, else in tiles (chosen once per octave)."""
+        tiles = self.tile_layout(shape, params)
+        self._tile_side = max(tiles.tile_height, tiles.tile_width)  # for an out-of-memory report
+        if len(tiles) == 1:
+            return _WholeImage(image, compiled.whole_step, layer_weights, params.step_size)
+        return _Tiles(image, tiles, compiled.tile_gradients, layer_weights, params.step_size, self.tile_batch,
+                      should_stop)
 
     def _compiled(self, layer_names):
         """The compiled functions for one layer set, in canonical_layers order
@@ -253,6 +212,79 @@ class DreamEngine:
 
 
 _Compiled = namedtuple("_Compiled", "tile_gradients whole_step")
+
+
+class _WholeImage:
+    """An octave dreamed in one piece. The image stays in TensorFlow for the
+    whole octave: roll, gradient, normalization and update in one call (a
+    quarter faster per step at 845x562 than round trips through numpy)."""
+
+    def __init__(self, image, whole_step, layer_weights, step_size):
+        self._image = tf.convert_to_tensor(image)
+        self._whole_step, self._layer_weights = whole_step, layer_weights
+        self._step_size = tf.constant(step_size, tf.float32)
+
+    def step(self, shift):
+        """One ascent step under the roll `shift`; returns the loss."""
+        self._image, loss = self._whole_step(self._image, self._layer_weights, tf.constant(shift, tf.int32),
+                                             self._step_size)
+        return float(loss)
+
+    def result(self):
+        """The dreamed octave as numpy; the strategy lets go of it."""
+        image, self._image = np.array(self._image), None
+        return image
+
+
+class _Tiles:
+    """An octave dreamed in tiles, in place: each step computes the loss
+    gradient tile by tile under a random roll (jitter) and blends it with
+    feathered weights. Tiles are read from the image and their gradients
+    added back through index maps of the rolled, padded frame, so a step
+    needs one full-size buffer (`blended`, reused by every step) and no
+    rolled or padded copy."""
+
+    def __init__(self, image, tiles, tile_gradients, layer_weights, step_size, tile_batch, should_stop):
+        self._image, self._tiles = image, tiles
+        self._tile_gradients, self._layer_weights, self._step_size = tile_gradients, layer_weights, step_size
+        self._tile_batch = tile_batch  # tiles per network call: throughput vs. memory
+        self._should_stop = should_stop  # asked between network calls, too: a step may take long
+        self._blended = np.empty_like(image)
+
+    def step(self, shift):
+        """One ascent step under the roll `shift`; returns the mean loss of the tiles."""
+        image, tiles, blended = self._image, self._tiles, self._blended
+        height, width = image.shape[:2]
+        source_rows = rolled_padded_source(height, tiles.padded_size[0], shift[0])
+        source_cols = rolled_padded_source(width, tiles.padded_size[1], shift[1])
+        blended.fill(0.0)
+        losses = []
+        for first in range(0, len(tiles), self._tile_batch):
+            if self._should_stop():
+                raise DreamCancelled("the dream was cancelled")
+            origins = tiles.origins[first : first + self._tile_batch]
+            windows = [(source_rows[y : y + tiles.tile_height], source_cols[x : x + tiles.tile_width])
+                       for y, x in origins]
+            batch = np.stack([image[np.ix_(rows, cols)] for rows, cols in windows])
+            tile_losses, tile_gradients = self._tile_gradients(batch, self._layer_weights)
+            losses.extend(tile_losses.numpy().tolist())
+            for (y, x), (rows, cols), tile_gradient in zip(origins, windows, tile_gradients.numpy()):
+                # Only the part inside the image frame counts (the padding was reflected).
+                inside_rows, inside_cols = min(tiles.tile_height, height - y), min(tiles.tile_width, width - x)
+                share = tiles.share((y, x))[:inside_rows, :inside_cols]
+                blended[np.ix_(rows[:inside_rows], cols[:inside_cols])] += \
+                    tile_gradient[:inside_rows, :inside_cols] * share
+        # The seed's update, in place and in its order of operations.
+        blended /= standard_deviation(blended) + 1e-8
+        blended *= self._step_size
+        image += blended
+        np.clip(image, -1.0, 1.0, out=image)
+        return float(np.mean(losses))
+
+    def result(self):
+        """The dreamed octave; the strategy lets go of it and of its buffer."""
+        image, self._image, self._blended = self._image, None, None
+        return image
 
 
 class _CompiledOnFirstCall:
