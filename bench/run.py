@@ -14,6 +14,7 @@ import tempfile
 import time
 
 import numpy as np
+from deepdream_client.vocabulary import AUTOMATIC_TILES, PRESETS
 
 from . import report
 from .daemon_side import WarmDaemon
@@ -21,9 +22,8 @@ from .jobs import GFLOP_PER_PIXEL_STEP, engine_pixel_steps, make_image, psnr, se
 from .sides import RESULT_MARK
 
 JOBS = ("seed", "levers", "12mp", "24mp", "4000x3000", "overlap")
-# The plug-in's Classic preset (gimp_plugin/deepdream/deepdream.py PRESETS), its tile size left at 0 (automatic).
-CLASSIC = {"layers": {"mixed2": 1.0, "mixed5": 1.0}, "octaves": 4, "octave_scale": 1.3, "steps": 20,
-           "step_size": 0.01, "tile_size": 0}
+# The plug-in's Classic preset, its tile size left at 0 (automatic).
+CLASSIC = {**PRESETS["classic"][1], "tile_size": AUTOMATIC_TILES}
 
 
 def run_side(task):

@@ -15,9 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from deepdream_client import protocol
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
 from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image
+from deepdream_client.layer_spec import parse_layers
+from deepdream_client.readiness import NotReady, wait_ready
+from deepdream_client.vocabulary import DEFAULT_ENDPOINT, PRECISIONS
 
 PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-process
 LOADING_WAIT = 300.0  # how long `dream` waits for a daemon that is still loading its model
@@ -49,7 +51,7 @@ def build_parser():
     connection = argparse.ArgumentParser(add_help=False)
     group = connection.add_argument_group("daemon connection")
     group.add_argument("--endpoint", help="the daemon's ZeroMQ endpoint (default: $DEEPDREAM_ENDPOINT, "
-                       f"else \"endpoint\" in ~/.config/deepdream/client.json, else {protocol.DEFAULT_ENDPOINT})")
+                       f"else \"endpoint\" in ~/.config/deepdream/client.json, else {DEFAULT_ENDPOINT})")
     group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                        help="give up on a daemon that stays silent this long, and on a dream it says nothing "
                             "about for this long, 3 at least (default: 10)")
@@ -74,7 +76,7 @@ def build_parser():
     dream.add_argument("input", metavar="IN", help="image to dream (PNG, JPEG, WebP, TIFF; alpha and 16-bit gray kept)")
     dream.add_argument("output", metavar="OUT", help="where to write the dream; PNG, JPEG and TIFF carry its parameters")
     knobs = dream.add_argument_group("dream parameters")
-    knobs.add_argument("--layers", type=parse_layers, metavar="NAME[:WEIGHT],...",
+    knobs.add_argument("--layers", type=layers_option, metavar="NAME[:WEIGHT],...",
                        help="layers to excite and their weights, e.g. mixed2:1,mixed5:0.5 or mixed3,mixed4")
     knobs.add_argument("--octaves", type=int, metavar="N", help="number of scales, the last at full size")
     knobs.add_argument("--octave-scale", type=float, metavar="F", help="size ratio between octaves")
@@ -92,7 +94,7 @@ def build_parser():
     local.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
                        help="model weights: imagenet (downloaded once by Keras), random (untrained, for "
                             "offline tests), or a weights file (default: imagenet)")
-    local.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+    local.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="compute precision (default: auto, the fastest correct one for this machine)")
     dream.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -108,18 +110,12 @@ def build_parser():
     return parser
 
 
-def parse_layers(text):
-    """"mixed2:1,mixed5:0.5" or "mixed2,mixed5" -> {name: weight}."""
-    layers = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, weight = item.partition(":")
-        try:
-            layers[name.strip()] = float(weight) if weight else 1.0
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{item!r}: the weight after ':' must be a number") from None
-    if not layers:
-        raise argparse.ArgumentTypeError("give at least one layer, e.g. mixed2:1,mixed5:1")
-    return layers
+def layers_option(text):
+    """--layers "mixed2:1,mixed5:0.5" or "mixed2,mixed5" -> {name: weight}."""
+    try:
+        return parse_layers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def requested_params(args):
@@ -212,16 +208,14 @@ def find_daemon(client):
         pong = client.ping(timeout=PROBE_TIMEOUT)
     except DaemonUnavailable:
         return None
-    deadline = time.monotonic() + LOADING_WAIT
+    if pong.get("state") == "ready":
+        return pong
     if pong.get("state") == "loading":
         say(f"the daemon at {client.endpoint} is loading its model; waiting")
-    while pong.get("state") == "loading" and time.monotonic() < deadline:
-        time.sleep(0.5)
-        pong = client.ping()
-    if pong.get("state") != "ready":
-        raise CommandError(f"the daemon at {client.endpoint} is not ready (state {pong.get('state')!r}); "
-                           "see its log, or use --in-process")
-    return pong
+    try:
+        return wait_ready(client, LOADING_WAIT)
+    except NotReady as error:
+        raise CommandError(f"{error} See its log, or use --in-process.") from None
 
 
 def dream_on_daemon(client, pong, image, params, args, bar):

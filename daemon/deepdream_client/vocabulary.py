@@ -79,3 +79,13 @@ GIMP_SEED_MAX = 2**31 - 1
 DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
 LAYER_WEIGHTS = (-100.0, 100.0)
 DEFAULT_DETAIL = True  # re-inject the detail that downscaling an octave loses
+
+# Named parameter sets: the plug-in's Preset menu, and the benchmark's "Classic preset" job.
+PRESETS = {
+    "subtle": ("Subtle textures", {"layers": {"mixed1": 1.0, "mixed2": 0.5}, "octaves": 3, "octave_scale": 1.4,
+                                   "steps": 10, "step_size": 0.008}),
+    "classic": ("Classic DeepDream", {"layers": dict(DEFAULT_LAYERS), "octaves": 4, "octave_scale": 1.3,
+                                      "steps": 20, "step_size": 0.01}),
+    "deep": ("Deep, strange forms", {"layers": {"mixed5": 0.5, "mixed6": 1.0, "mixed7": 1.0}, "octaves": 5,
+                                     "octave_scale": 1.4, "steps": 40, "step_size": 0.015}),
+}

@@ -8,9 +8,7 @@
 # this file. Scripts: pdb procedure "python-fu-deepdream".
 
 import os
-import subprocess
 import sys
-import time
 from array import array
 
 import gi
@@ -20,42 +18,35 @@ gi.require_version('Gegl', '0.4')
 from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from deepdream_client.layer_spec import format_layers, parse_layers  # standard library only, like the vocabulary
+from deepdream_client.vocabulary import DEFAULT_ENDPOINT, DEFAULT_LAYERS, GIMP_SEED_MAX, MIN_SIDE, PARAMS
+from deepdream_client.vocabulary import PRESETS as NAMED_PRESETS
 try:
-    from deepdream_client.client import (DaemonError, DaemonUnavailable, DreamClient, SettingsError,
-                               config_path, load_config, resolve_endpoint)
+    from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError, resolve_endpoint
+    from deepdream_client.readiness import NotReady, ensure_daemon
     MISSING = None
 except ImportError as error:  # still register, and say what to install when used
     MISSING = error
 
 PROC_NAME = 'python-fu-deepdream'
-PING_TIMEOUT = 3.0       # a live daemon answers a ping in milliseconds
-START_TIMEOUT = 240.0    # importing TensorFlow and building the model, on a slow machine
 DREAM_SILENCE = 60.0     # no word about the dream for this long (the daemon sends one a second): it is lost
-MIN_SIDE = 75           # InceptionV3's smallest input
 CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (less around small ones)
 
-# name: (label, layers, octaves, octave-scale, steps, step-size); "custom" keeps the arguments.
+# The Preset menu: name -> (label, values of PRESET_KEYS); "custom" keeps the arguments.
+PRESET_KEYS = ('layers', 'octaves', 'octave-scale', 'steps', 'step-size')
 PRESETS = {
     'custom': ('Custom (the values below)', None),
-    'subtle': ('Subtle textures', ('mixed1:1,mixed2:0.5', 3, 1.4, 10, 0.008)),
-    'classic': ('Classic DeepDream', ('mixed2:1,mixed5:1', 4, 1.3, 20, 0.01)),
-    'deep': ('Deep, strange forms', ('mixed5:0.5,mixed6:1,mixed7:1', 5, 1.4, 40, 0.015)),
+    **{name: (label, tuple(format_layers(values['layers']) if key == 'layers' else values[key.replace('-', '_')]
+                           for key in PRESET_KEYS))
+       for name, (label, values) in NAMED_PRESETS.items()},
 }
-PRESET_KEYS = ('layers', 'octaves', 'octave-scale', 'steps', 'step-size')
 
 
-def parse_layers(text):
-    """'mixed2:1, mixed5' -> {'mixed2': 1.0, 'mixed5': 1.0}"""
-    layers = {}
-    for part in filter(None, (p.strip() for p in text.split(','))):
-        name, _, weight = part.partition(':')
-        try:
-            layers[name.strip()] = float(weight) if weight.strip() else 1.0
-        except ValueError:
-            raise ValueError(f'"{part}" in the layers field: write NAME or NAME:WEIGHT, e.g. mixed2:1,mixed5:1')
-    if not layers:
-        raise ValueError('the layers field is empty: name at least one layer, e.g. mixed2:1,mixed5:1')
-    return layers
+def layers_field(text):
+    try:
+        return parse_layers(text)
+    except ValueError as error:
+        raise ValueError(f'The layers field: {error}') from None
 
 
 def dream_values(config):
@@ -64,7 +55,7 @@ def dream_values(config):
     preset = config.get_property('preset')
     if PRESETS.get(preset, (None, None))[1]:
         values.update(zip(PRESET_KEYS, PRESETS[preset][1]))
-    params = {'layers': parse_layers(values['layers'] or ''), 'octaves': values['octaves'],
+    params = {'layers': layers_field(values['layers'] or ''), 'octaves': values['octaves'],
               'octave_scale': values['octave-scale'], 'steps': values['steps'],
               'step_size': values['step-size'], 'jitter': config.get_property('jitter'),
               'tile_size': config.get_property('tile-size'), 'seed': config.get_property('seed')}
@@ -133,79 +124,10 @@ def grow(start, size, margin, limit):
     return low, high - low
 
 
-def start_command_hint(endpoint, command):
-    flatpak = os.path.exists('/.flatpak-info')
-    line = ' '.join(command) if isinstance(command, list) else (command or 'deepdream-daemon')
-    if endpoint != 'tcp://127.0.0.1:5555':
-        line += f' --endpoint {endpoint}'
-    return (f'No DeepDream daemon answers at {endpoint}.\nStart it in a terminal with:\n    {line}\n'
-            + ('(GIMP runs as a Flatpak and cannot start it by itself.)' if flatpak and command else
-               '(deepdream-daemon is in the .venv/bin folder of your DeepDream installation; running install.sh '
-               f'there records it in {config_path()} so that GIMP can start it by itself.)'))
-
-
-def wait_until_ready(client, endpoint):
-    """Ping the daemon; start it when install.sh recorded how; wait (bounded)
-    while it loads its model. Raises RuntimeError with a message for the user."""
-    try:
-        pong = client.ping(timeout=PING_TIMEOUT)
-    except DaemonUnavailable:
-        command = load_config().get('start_command')
-        if not command or os.path.exists('/.flatpak-info'):  # a Flatpak cannot start programs outside it
-            raise RuntimeError(start_command_hint(endpoint, command)) from None
-        pong, process, log_path = None, start_daemon(command, endpoint), daemon_log_path()
-    else:
-        process = log_path = None
-    deadline = time.monotonic() + START_TIMEOUT
-    while pong is None or pong.get('state') == 'loading':
-        Gimp.progress_set_text('Starting the DeepDream daemon...' if process else
-                               'DeepDream: the daemon is loading its model...')
-        Gimp.progress_pulse()
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f'The DeepDream daemon ({" ".join(command)}) stopped at once '
-                               f'(exit status {process.returncode}). Its last words, from {log_path}:\n'
-                               + tail(log_path))
-        if time.monotonic() > deadline:
-            raise RuntimeError(f'The DeepDream daemon at {endpoint} was not ready after {START_TIMEOUT:g} s. '
-                               + (f'Its log is {log_path}.' if log_path else ''))
-        try:
-            pong = client.ping(timeout=1.0)
-        except DaemonUnavailable:
-            pong = None
-        if pong is None or pong.get('state') == 'loading':
-            time.sleep(0.5)
-    if pong.get('state') != 'ready':
-        raise RuntimeError(f'The DeepDream daemon at {endpoint} cannot dream: {pong.get("error") or pong.get("state")}'
-                           + (f' (log: {log_path})' if log_path else ''))
-
-
-def daemon_log_path():
-    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return os.path.join(base, 'deepdream', 'daemon.log')
-
-
-def start_daemon(command, endpoint):
-    """Start the recorded command, detached from GIMP (it outlives this plug-in)
-    and told to listen where the plug-in looks."""
-    log_path = daemon_log_path()
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, 'ab') as log:
-        try:
-            return subprocess.Popen(command if isinstance(command, list) else [command],
-                                    env={**os.environ, 'DEEPDREAM_ENDPOINT': endpoint},
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True)
-        except OSError as error:
-            raise RuntimeError(f'Could not start the DeepDream daemon with {command}: {error}. '
-                               f'Run install.sh again, or fix "start_command" in {config_path()}.') from None
-
-
-def tail(path, lines=8):
-    try:
-        with open(path, errors='replace') as handle:
-            return ''.join(handle.readlines()[-lines:])
-    except OSError:
-        return '(no log)'
+def show_waiting(pong):
+    Gimp.progress_set_text('Starting the DeepDream daemon...' if pong is None else
+                           'DeepDream: the daemon is loading its model...')
+    Gimp.progress_pulse()
 
 
 def show_progress(event):
@@ -237,7 +159,7 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         Gimp.progress_init('DeepDream')
         client = DreamClient(endpoint, timeout=DREAM_SILENCE)
         try:
-            wait_until_ready(client, endpoint)
+            ensure_daemon(client, on_wait=show_waiting)
             Gimp.progress_set_text('DeepDream: sending the image...')
             result = client.dream(pixels, w, h, channels, dtype, params, progress=show_progress)
         finally:
@@ -248,7 +170,7 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         return failure(procedure, f'Lost the DeepDream daemon: {error}')
     except SettingsError as error:  # before any socket: the endpoint field, $DEEPDREAM_*, client.json
         return failure(procedure, f'DeepDream cannot use this setting: {error}')
-    except (RuntimeError, ValueError) as error:
+    except (NotReady, ValueError) as error:
         return failure(procedure, str(error))
     except Exception as error:  # a bug here must still end as a message, not a hung progress bar
         return failure(procedure, f'DeepDream failed: {type(error).__name__}: {error}')
@@ -312,6 +234,17 @@ def run_dialog(procedure, config):
     return ok
 
 
+def add_param(procedure, name, label, blurb):
+    """A dream parameter's argument, its range and default from the shared vocabulary.
+    GIMP's int arguments are signed 32-bit: the seed offers the lower half of the
+    wire's seeds; tile-size also takes 0, automatic."""
+    param = PARAMS[name.replace('-', '_')]
+    low = param.default if name == 'tile-size' else param.low
+    high = min(param.high, GIMP_SEED_MAX) if name == 'seed' else param.high
+    add = procedure.add_int_argument if param.kind is int else procedure.add_double_argument
+    add(name, label, blurb, low, high, param.default, GObject.ParamFlags.READWRITE)
+
+
 class DeepDream(Gimp.PlugIn):
     def do_query_procedures(self):
         return [PROC_NAME]
@@ -330,7 +263,7 @@ class DeepDream(Gimp.PlugIn):
             'Sends the layer (or the selection and some context around it) to the DeepDream daemon and puts '
             'the dream into a new layer above it, masked by the selection, in one undo step. A preset other '
             'than "custom" sets layers, octaves, octave scale, steps and step size. The endpoint, when empty, '
-            'is $DEEPDREAM_ENDPOINT, else the one install.sh recorded, else tcp://127.0.0.1:5555.',
+            f'is $DEEPDREAM_ENDPOINT, else the one install.sh recorded, else {DEFAULT_ENDPOINT}.',
             name)
         procedure.set_attribution('DeepDream for GIMP', 'DeepDream for GIMP', '2025')
         rw = GObject.ParamFlags.READWRITE
@@ -341,21 +274,17 @@ class DeepDream(Gimp.PlugIn):
                                       presets, 'custom', rw)
         procedure.add_string_argument('layers', '_Layers', 'InceptionV3 layers and weights, e.g. mixed2:1,mixed5:1 '
                                       '(low mixed0-2: strokes and textures; mixed3-5: patterns, eyes; '
-                                      'mixed6-10: objects)', 'mixed2:1,mixed5:1', rw)
-        procedure.add_int_argument('octaves', '_Octaves', 'Scales dreamed, the last at full size', 1, 12, 4, rw)
-        procedure.add_double_argument('octave-scale', 'Octave _scale', 'Size ratio between octaves',
-                                      1.01, 4.0, 1.3, rw)
-        procedure.add_int_argument('steps', 'S_teps', 'Gradient ascent steps per octave', 1, 1000, 20, rw)
-        procedure.add_double_argument('step-size', 'Step si_ze', 'Strength of each step', 0.001, 1.0, 0.01, rw)
-        procedure.add_int_argument('jitter', '_Jitter', 'Largest random shift per step, in pixels (hides tile seams)',
-                                   0, 1024, 32, rw)
-        procedure.add_int_argument('tile-size', 'T_ile size', '0: Automatic (one piece when the image fits the '
-                                   "daemon's memory budget). Else the tile side in pixels, 128 or more",
-                                   0, 4096, 0, rw)
-        procedure.add_int_argument('seed', 'See_d', 'Random seed: the same seed gives the same dream',
-                                   0, 2**31 - 1, 0, rw)
+                                      'mixed6-10: objects)', format_layers(DEFAULT_LAYERS), rw)
+        add_param(procedure, 'octaves', '_Octaves', 'Scales dreamed, the last at full size')
+        add_param(procedure, 'octave-scale', 'Octave _scale', 'Size ratio between octaves')
+        add_param(procedure, 'steps', 'S_teps', 'Gradient ascent steps per octave')
+        add_param(procedure, 'step-size', 'Step si_ze', 'Strength of each step')
+        add_param(procedure, 'jitter', '_Jitter', 'Largest random shift per step, in pixels (hides tile seams)')
+        add_param(procedure, 'tile-size', 'T_ile size', "0: Automatic (one piece when the image fits the daemon's "
+                  f"memory budget). Else the tile side in pixels, {PARAMS['tile_size'].low} or more")
+        add_param(procedure, 'seed', 'See_d', 'Random seed: the same seed gives the same dream')
         procedure.add_string_argument('endpoint', '_Endpoint', 'Daemon address; empty: $DEEPDREAM_ENDPOINT, '
-                                      'else the installed setting, else tcp://127.0.0.1:5555', '', rw)
+                                      f'else the installed setting, else {DEFAULT_ENDPOINT}', '', rw)
         return procedure
 
 
