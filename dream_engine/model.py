@@ -174,12 +174,7 @@ def fold_batch_norm(base, dtype=None):
     that type: folded in float64 from the float32 originals and rounded once,
     instead of cast from float32 at every step (a tenth of a step at the
     small octaves, where such fixed costs dominate)."""
-    feeding_conv = {}
-    for layer in base.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            source = layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
-            if isinstance(source, keras.layers.Conv2D) and len(source._outbound_nodes) == 1:
-                feeding_conv[source.name] = layer
+    feeding_conv = batch_norms_after_convolutions(base)
     folded_bns = {bn.name for bn in feeding_conv.values()}
 
     def clone(layer):
@@ -202,6 +197,26 @@ def fold_batch_norm(base, dtype=None):
         else:
             target.set_weights(layer.get_weights())
     return folded
+
+
+def batch_norms_after_convolutions(base):
+    """{convolution name: the batch normalization it alone feeds} in a
+    functional model: the pairs fold_batch_norm may fold. Found with public
+    Keras API only (each layer's symbolic `input` and `output` tensors, which
+    a functional model shares between a layer and its consumers);
+    tests/test_performance_paths.py fails loudly if a Keras version changes that."""
+    producers, consumers = {}, {}
+    for layer in base.layers:
+        producers[id(layer.output)] = layer
+        for tensor in keras.tree.flatten(layer.input):
+            consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
+    pairs = {}
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            source = producers.get(id(layer.input))
+            if isinstance(source, keras.layers.Conv2D) and consumers[id(source.output)] == 1:
+                pairs[source.name] = layer
+    return pairs
 
 
 class _FoldedAway(keras.layers.Layer):

@@ -48,6 +48,19 @@ def test_folded_batch_norm_gives_the_same_activations():
         assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
 
 
+def test_keras_still_links_each_convolution_to_its_batch_norm():
+    # Folding finds its conv -> BN pairs through a functional model's public
+    # layer.input / layer.output tensors. If a Keras upgrade stops sharing
+    # them, folding would quietly find nothing and reduced precisions slow down.
+    base = inception.load_inception("random", "float32")
+    batch_norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    pairs = inception.batch_norms_after_convolutions(base)
+    assert len(pairs) == len(batch_norms) == 94, (
+        f"Keras {keras.__version__}: batch-norm folding found {len(pairs)} of InceptionV3's {len(batch_norms)} "
+        f"conv -> batch-norm pairs. Check dream_engine/model.py batch_norms_after_convolutions: it needs "
+        f"a batch norm's layer.input to be the very tensor object that its convolution's layer.output is.")
+
+
 def test_float32_keeps_the_exact_graph_and_reduced_precision_folds(engine, fast_engine):
     assert engine.precision == "float32" and not engine.batch_norm_folded
     assert fast_engine.precision == "bfloat16" and fast_engine.batch_norm_folded
