@@ -290,7 +290,7 @@ def run(minutes, batch=100):
             problems[problem[:120]] += 1
         if daemon.process.poll() is not None:
             exits.append({"code": daemon.process.returncode, "message": repr(message)[:300],
-                          "log_tail": Path(daemon.log.name).read_text(errors="replace")[-3000:]})
+                          "log_tail": Path(daemon.log_path).read_text(errors="replace")[-3000:]})
             daemon.stop()
             daemon = WarmDaemon(precision="auto")
 

@@ -2,6 +2,7 @@
 process stays light: only the processes doing the work load the model)."""
 
 import numpy as np
+from deepdream_client.vocabulary import PARAMS
 
 from .photo import large_photo, seed_job_image, upscaled
 
@@ -47,14 +48,12 @@ def make_image(spec):
     return large_photo(width, height, channels)
 
 
-def engine_pixel_steps(size, params):
+def engine_pixel_steps(octaves, params):
     """Image pixels the engine's octaves visit times steps (tile overlap not
-    counted: the useful work, the same measure as the seed's)."""
-    height, width = size
-    octaves = params.get("octaves", 4)
-    scale = params.get("octave_scale", 1.3)
-    steps = params.get("steps", 20)
-    return steps * sum(int(height * scale**-n) * int(width * scale**-n) for n in range(octaves))
+    counted: the useful work, the same measure as the seed's). `octaves`: the
+    engine side's own account of them (sides.octave_work: the engine's
+    octave_shapes, minimum side included); steps left out are the engine's default."""
+    return params.get("steps", PARAMS["steps"].default) * sum(octave["image_px"] for octave in octaves)
 
 
 def psnr(a, b):

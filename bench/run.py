@@ -147,14 +147,13 @@ def photo_job(name, spec, params, args, label):
     (overlap and padding are the difference; at most 1.15x is the goal)."""
     load = load_average()
     result = run_side({"side": "engine", "image": spec, "params": params, "precision": args.precision})
-    height, width = (int(v) for v in spec.split("x")[1::-1])
     octaves = result["octaves"]
     details = {"load_before": load, "load_after": load_average(), "memory_budget_mib": result["memory_budget_mib"],
                "work_per_step": sum(o["network_px"] for o in octaves) / sum(o["image_px"] for o in octaves),
                "work_per_step_full_size": octaves[-1]["network_px"] / octaves[-1]["image_px"],
                "octaves": "; ".join(f"{o['size']} in {o['tiles']} x {o['tile']}" for o in octaves)}
     return [_row(name, f"engine, {spec}, {label}",
-                 result["precision"], result, engine_pixel_steps((height, width), params), None)], details
+                 result["precision"], result, engine_pixel_steps(octaves, params), None)], details
 
 
 def twelve_mp(args, out):
@@ -177,9 +176,8 @@ def tile_memory(args, out):
     for tile in (256, 512, 1024):
         params = {"octaves": 1, "steps": 1 if args.quick else 2, "tile_size": tile}
         result = run_side({"side": "engine", "image": spec, "params": params, "precision": "auto"})
-        height, width = (int(v) for v in spec.split("x")[1::-1])
         rows.append(_row("4000x3000", f"engine, {spec}, tile {tile}", result["precision"], result,
-                         engine_pixel_steps((height, width), params), None))
+                         engine_pixel_steps(result["octaves"], params), None))
     return rows, {"load": load_average()}
 
 

@@ -42,9 +42,7 @@ def run_engine(task):
     engine = DreamEngine(weights="random", precision=task.get("precision", "auto"),
                          tile_batch=task.get("tile_batch", 1), fold_batch_norm=task.get("fold_batch_norm"))
     params = DreamParams.from_dict(task.get("params", {}))
-    # What the daemon does before it says "ready": one tiny dream traces the step.
-    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
-    engine.dream(noise, DreamParams(layers=params.layers, octaves=1, steps=1, jitter=0))
+    engine.warm_up(params.layers)  # what the daemon does before it says "ready"
     load_s = time.perf_counter() - started
     image = make_image(task["image"])
     rss_before = memory.rss_mib()

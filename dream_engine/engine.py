@@ -126,6 +126,12 @@ class DreamEngine:
                 del same_size_original
         return image, restore
 
+    def warm_up(self, layers=DEFAULT_LAYERS):
+        """One tiny dream that traces and compiles the step for `layers`, so that the
+        first real dream does not pay for it. Noise, not a flat image: its gradient is real."""
+        noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+        self.dream(noise, DreamParams(layers=layers, octaves=1, steps=1, jitter=0))
+
     def largest_piece(self, layers=DEFAULT_LAYERS):
         """The most pixels an octave may have to be dreamed in one piece (a
         tile's largest area) under the memory budget, for these layers."""

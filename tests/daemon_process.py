@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgpack
-import zmq
+from deepdream_client.client import DreamClient, SettingsError
+from deepdream_client.readiness import NotReady, wait_ready
 
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
@@ -43,39 +43,21 @@ class DaemonProcess:
     def log_text(self):
         return Path(self.log_path).read_text(errors="replace")
 
-    def ping(self, timeout=2.0):
-        """The pong header, or None if no answer came within `timeout` seconds."""
-        context = zmq.Context.instance()
-        dealer = context.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:PORT endpoints
-        try:
-            if self.curve_keys:
-                if not os.path.exists(os.path.join(self.curve_keys, "server.key")):
-                    return None  # the daemon has not made its keys yet
-                apply_client_curve(dealer, self.curve_keys)
-            dealer.connect(self.endpoint)
-            dealer.send_multipart([b"", msgpack.packb({"v": 1, "op": "ping", "id": "ready?"})])
-            if not dealer.poll(int(timeout * 1000)):
-                return None
-            return msgpack.unpackb(dealer.recv_multipart()[-1])
-        finally:
-            dealer.close()
-
     def wait_ready(self, timeout=READY_TIMEOUT_S):
+        """The daemon's pong once it is ready (readiness.wait_ready, as every client waits);
+        a daemon that exits, fails to load its model or is late is stopped, and RuntimeError says why."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"deepdream-daemon exited with {self.process.returncode}:\n{self.log_text()}")
-            pong = self.ping(timeout=1.0)
-            if pong and pong.get("state") == "ready":
-                return pong
-            if pong and pong.get("state") == "error":
-                self.stop()  # it stays up to report its error: no one else would stop it
-                raise RuntimeError(f"deepdream-daemon could not load its model: {pong.get('error')}")
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"deepdream-daemon was not ready within {timeout} s:\n{self.log_text()}")
+        server_key = os.path.join(self.curve_keys, "server.key") if self.curve_keys else None
+        while server_key and not os.path.exists(server_key) and self.process.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # the daemon makes its keys first thing; a client needs the public one
+        try:
+            with DreamClient(self.endpoint, curve_server_key=server_key) as client:
+                return wait_ready(client, max(0.0, deadline - time.monotonic()), self.process, self.log_path)
+        except (NotReady, SettingsError) as error:
+            self.stop()  # a daemon that failed to load stays up to report it: no one else would stop it
+            raise RuntimeError(f"deepdream-daemon did not become ready: {error}\n{self.log_text()}") from None
 
     def stop(self, timeout=STOP_TIMEOUT_S):
         """SIGTERM, then SIGKILL if it does not leave in time; returns the exit code."""
@@ -104,7 +86,7 @@ def apply_client_curve(sock, keys_folder):
     sock.curve_serverkey = server_public
 
 
-def start_daemon(*extra_args, endpoint=None, env=None):
+def start_daemon(*extra_args, endpoint=None, env=None, ready_timeout=READY_TIMEOUT_S):
     """Start deepdream-daemon (random weights, float32) and wait until it is ready.
 
     `extra_args` go on its command line after the defaults (later flags win);
@@ -124,5 +106,5 @@ def start_daemon(*extra_args, endpoint=None, env=None):
     with open(log_path, "wb") as log:
         process = subprocess.Popen(daemon_command() + args, stdout=log, stderr=subprocess.STDOUT, env=environment)
     daemon = DaemonProcess(process, endpoint, log_path, curve_keys)
-    daemon.wait_ready()
+    daemon.pong = daemon.wait_ready(ready_timeout)
     return daemon

@@ -11,7 +11,6 @@ import threading
 import time
 from dataclasses import replace
 
-import numpy as np
 import zmq
 
 from . import payloads
@@ -144,10 +143,7 @@ class Worker(threading.Thread):
         self._params_type = DreamParams
         self.defaults = DreamParams().to_dict()
         status("compiling the dream step")
-        # One tiny dream traces and compiles the step for the default layers, so the
-        # first client does not wait for it. Noise, not a flat image: its gradient is real.
-        noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
-        engine.dream(noise, DreamParams(octaves=1, steps=1, jitter=0))
+        engine.warm_up()  # the default layers' step, compiled before the first client waits for it
         self.engine = engine
         self.state = "ready"
         log.info("ready: %s weights, %s, %s, in %.1f s", engine.weights, engine.device, engine.precision,
