@@ -171,6 +171,7 @@ def test_a_queued_dream_lives_on_its_heartbeats_past_the_timeout(client, daemon)
         other.close()
 
 
+@pytest.mark.slow
 def test_a_restarted_daemon_busy_with_others_does_not_keep_a_lost_dream_waiting():
     """The daemon dies mid-dream and another takes its endpoint, busy with
     other clients' dreams: it answers every ping with busy=true but knows
@@ -218,6 +219,7 @@ def catch(action):
         return error
 
 
+@pytest.mark.slow
 def test_curve_round_trip(tmp_path):
     keys = tmp_path / "keys"
     keys.mkdir(mode=0o700)
@@ -231,6 +233,7 @@ def test_curve_round_trip(tmp_path):
                 plain.ping()
 
 
+@pytest.mark.slow
 def test_a_curve_client_key_file_works(tmp_path):
     keys = tmp_path / "keys"
     keys.mkdir(mode=0o700)

@@ -134,6 +134,7 @@ def test_a_damaged_server_key_is_one_line(tmp_path):
     assert "server.key_secret is damaged" in line and "make a new pair" in line
 
 
+@pytest.mark.slow
 def test_curve_round_trip_with_keys_on_a_non_loopback_bind(tmp_path):
     keys = tmp_path / "keys"
     open_port = free_port()
@@ -157,6 +158,7 @@ def test_curve_round_trip_with_keys_on_a_non_loopback_bind(tmp_path):
         plain.close()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_dream_answers_shutting_down_and_exits_0(tmp_path):
     notify_path = str(tmp_path / "notify")
     notifications = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

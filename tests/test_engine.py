@@ -186,6 +186,7 @@ def test_should_stop_ends_the_dream_within_one_step(engine):
     assert len(events) == 2
 
 
+@pytest.mark.slow
 def test_weights_file_gives_the_same_dream_as_the_network_it_came_from(engine, tmp_path):
     path = tmp_path / "inception.weights.h5"
     engine._base.save_weights(path)
@@ -203,6 +204,7 @@ def test_missing_or_bad_weights_file_says_what_to_do(tmp_path):
         DreamEngine(weights=str(junk))
 
 
+@pytest.mark.slow
 def test_imagenet_without_network_is_a_clear_error_not_a_hang(tmp_path):
     script = "from dream_engine import DreamEngine\nDreamEngine(weights='imagenet')\n"
     env = {"KERAS_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
@@ -211,3 +213,21 @@ def test_imagenet_without_network_is_a_clear_error_not_a_hang(tmp_path):
     message = result.stderr
     assert IMAGENET_FILE in message and str(tmp_path / "models") in message
     assert "--weights" in message and "random" in message
+
+
+def test_importing_the_engine_changes_nothing_and_a_program_can_load_it_quietly():
+    # Importing the package neither loads TensorFlow nor touches file
+    # descriptor 2; a program that calls startup.load_quietly() first (as the
+    # CLI and the daemon do) shows none of TensorFlow's C++ start-up lines.
+    script = ("import os, sys\n"
+              "stderr = os.fstat(2)\n"
+              "import dream_engine\n"
+              "assert 'tensorflow' not in sys.modules and not hasattr(dream_engine, 'tf')\n"
+              "assert os.path.samestat(os.fstat(2), stderr)\n"
+              "from dream_engine import startup\n"
+              "startup.load_quietly()\n"
+              "assert os.path.samestat(os.fstat(2), stderr)\n"
+              "from dream_engine import DreamEngine\n"
+              "DreamEngine(weights='random', precision='float32')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0 and result.stderr == "", result.stderr

@@ -8,11 +8,14 @@ of examples (about 35 s on a 2-core Xeon): CI sees the same messages
 every run, and a failure prints the message that caused it."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 
 from bench.fuzz import exchange, fuzz_settings, messages, verdict
 from images import photo
 from raw_wire import call, dream_request, ping, result_array
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = 2500
 

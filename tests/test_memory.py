@@ -56,6 +56,7 @@ def test_an_explicit_tile_size_wins_over_the_budget(engine, budget):
     assert len(layout) > 1 and max(layout.tile_height, layout.tile_width) <= 256
 
 
+@pytest.mark.slow
 def test_layouts_cover_the_image_with_aligned_tiles_no_larger_than_asked():
     for height, width, side in ((75, 75, 128), (562, 845, 512), (3000, 4000, 1024), (1000, 130, 128)):
         layout = TileLayout.by_side(height, width, side, align=32)
@@ -76,6 +77,7 @@ def test_a_layer_set_in_any_order_and_weighting_is_compiled_once(engine):
     assert engine._compiled(("mixed3", "mixed1")) is engine._compiled(["mixed1", "mixed3"])
 
 
+@pytest.mark.slow
 def test_compiled_layer_sets_are_an_lru_cache_and_rss_levels_off():
     """A real daemon keeping 2 layer sets compiled, sent 16 different ones:
     its resident memory (from `info`) stops growing once the cache is full,

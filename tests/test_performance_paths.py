@@ -25,6 +25,7 @@ def fast_engine():
     return DreamEngine(weights="random", precision="bfloat16")
 
 
+@pytest.mark.slow
 def test_folded_batch_norm_gives_the_same_activations():
     # Random init leaves the BN statistics at 0 and 1, which would hide a wrong
     # fold: give every BN real-looking statistics first.
@@ -61,6 +62,7 @@ def test_keras_still_links_each_convolution_to_its_batch_norm():
         f"a batch norm's layer.input to be the very tensor object that its convolution's layer.output is.")
 
 
+@pytest.mark.slow
 def test_float32_keeps_the_exact_graph_and_reduced_precision_folds(engine, fast_engine):
     assert engine.precision == "float32" and not engine.batch_norm_folded
     assert fast_engine.precision == "bfloat16" and fast_engine.batch_norm_folded
@@ -68,6 +70,7 @@ def test_float32_keeps_the_exact_graph_and_reduced_precision_folds(engine, fast_
     assert {variable.dtype for variable in fast_engine._base.weights} == {"bfloat16"}
 
 
+@pytest.mark.slow
 def test_bfloat16_dream_is_close_to_float32(engine, fast_engine):
     # Gradient ascent amplifies any rounding difference, so the two are compared
     # as pictures (PSNR of the result, and of the change the dream made), not bit
@@ -82,6 +85,7 @@ def test_bfloat16_dream_is_close_to_float32(engine, fast_engine):
     assert np.corrcoef(change_exact.ravel(), change_fast.ravel())[0, 1] > 0.8
 
 
+@pytest.mark.slow
 def test_float16_gradient_keeps_the_float32_direction(engine):
     # float16 is what precision="auto" picks on a CUDA GPU. A mean's gradient is
     # about 1e-7 per activation, under float16's smallest normal number: before
