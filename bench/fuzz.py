@@ -31,7 +31,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from deepdream_client.protocol import ERROR_CODES, raw_payload_size
+from deepdream_client.protocol import raw_payload_size
+from deepdream_client.vocabulary import ERROR_CODES, INTERNAL
 
 REPLY_TIMEOUT_S = 120  # a dream may wait behind another fuzzed (tiny) dream
 FINAL_TYPES = ("pong", "info", "result", "cancelled", "error")
@@ -234,7 +235,7 @@ def verdict(message, reply, frames):
     if kind == "error":
         if reply.get("code") not in ERROR_CODES:
             return f"unknown error code {reply.get('code')!r}"
-        if reply["code"] == "INTERNAL":
+        if reply["code"] == INTERNAL:
             return f"INTERNAL: {reply.get('message')}"
         if not isinstance(reply.get("message"), str) or not reply["message"]:
             return "an error without a message"

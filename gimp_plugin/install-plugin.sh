@@ -123,9 +123,11 @@ done
 [ ${#configs[@]} -gt 1 ] && [ "${configs[1]}" = "${configs[0]}" ] && configs=("${configs[0]}")
 for config in "${configs[@]}"; do
 mkdir -p "$(dirname "$config")"
-"$python" - "$config" "$venv/bin/deepdream-daemon" <<'PY'
+"$python" - "$config" "$venv/bin/deepdream-daemon" "$repo/daemon" <<'PY'
 import json, os, sys
 path, daemon = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])  # the client library: this may be a python3 without the project installed
+from deepdream_client.vocabulary import DEFAULT_ENDPOINT
 try:
     with open(path) as handle:
         settings = json.load(handle)
@@ -138,7 +140,7 @@ if not isinstance(settings, dict):
           f"itself until it is fixed (or removed) and install.sh runs again")
     sys.exit(0)
 wanted = dict(settings)
-wanted.setdefault("endpoint", "tcp://127.0.0.1:5555")
+wanted.setdefault("endpoint", DEFAULT_ENDPOINT)
 wanted["start_command"] = [daemon]
 if wanted != settings:
     with open(path + ".tmp", "w") as handle:

@@ -134,25 +134,31 @@ def connect(args):
 
 # -- commands -----------------------------------------------------------------------------------
 
-def ping_command(args):
+def ask(args, op):
+    """(the daemon's reply to `op`, its endpoint); with --json the reply is printed and None returned."""
     with connect(args) as client:
-        pong = client.ping()
+        reply = getattr(client, op)()
     if args.json:
-        print(json.dumps(pong, indent=2, sort_keys=True))
+        print(json.dumps(reply, indent=2, sort_keys=True))
+        return None, client.endpoint
+    return reply, client.endpoint
+
+
+def ping_command(args):
+    pong, endpoint = ask(args, "ping")
+    if pong is None:
         return
     if pong.get("state") == "error":
-        raise CommandError(f"the daemon at {client.endpoint} is up but could not load its model: {pong.get('error')}")
+        raise CommandError(f"the daemon at {endpoint} is up but could not load its model: {pong.get('error')}")
     work = "busy" if pong.get("busy") else "idle"
-    print(f"{pong.get('state')} at {client.endpoint}: {pong.get('model')} with {pong.get('weights')} weights "
+    print(f"{pong.get('state')} at {endpoint}: {pong.get('model')} with {pong.get('weights')} weights "
           f"on {pong.get('device')} ({pong.get('precision')}); {work}, {pong.get('queued', 0)} queued; "
           f"daemon {pong.get('version')}, protocol {pong.get('protocol')}")
 
 
 def info_command(args):
-    with connect(args) as client:
-        info = client.info()
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
+    info, _ = ask(args, "info")
+    if info is None:
         return
     print("layers:  " + " ".join(info.get("layers", [])))
     print("defaults:")
@@ -231,6 +237,9 @@ def dream_on_daemon(client, pong, image, params, args, bar):
 
 def dream_in_process(image, params, args, bar):
     """The engine in this process: TensorFlow is imported only on this path."""
+    from dream_engine import startup
+
+    startup.load_quietly()  # TensorFlow's C++ start-up lines are not for the user's terminal
     from dream_engine import DreamEngine, DreamError, DreamParams
 
     try:
