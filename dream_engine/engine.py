@@ -96,10 +96,12 @@ class DreamEngine:
         image = resize(original, shapes[0]) if len(shapes) > 1 else original
         shrunk_original = None  # the original at the previous octave's size, for the detail
         for octave, shape in enumerate(shapes):
+            if octave + 1 == len(shapes):
+                # The last octave needs neither; freed before the resize to full size,
+                # the job's peak (at 24 MP they are 0.45 GB).
+                original = shrunk_original = None
             if octave:
                 image = resize(image, shape)
-            if octave + 1 == len(shapes):
-                original = shrunk_original = None  # the last octave needs neither (at 24 MP: 0.45 GB)
             dreaming = self._octave(image, shape, params, compiled, layer_weights, should_stop)
             image = None  # the octave's strategy holds it now, in its own form
             for step in range(params.steps):
@@ -120,7 +122,8 @@ class DreamEngine:
                 # step updates in place: that erased the first octave's dream.)
                 same_size_original = resize(original, shape)
                 if shrunk_original is not None:
-                    image += same_size_original - resize(shrunk_original, shape)
+                    image += same_size_original  # in two steps: no third array of this size
+                    image -= resize(shrunk_original, shape)
                     np.clip(image, -1.0, 1.0, out=image)
                 shrunk_original = same_size_original
                 del same_size_original
