@@ -11,6 +11,7 @@ memory budget: the fewest tiles that fit, one piece when the octave fits)."""
 import math
 
 import numpy as np
+from deepdream_client.vocabulary import MIN_SIDE
 
 # The share of a tile its neighbours overlap. The random roll of every step
 # (jitter) moves the seams, so they average out; the overlap lets each tile's
@@ -25,7 +26,7 @@ OVERLAP = 1 / 16
 # one (the test allows under 0.5); 48 px, 0.39.
 MIN_OVERLAP_PX = 48
 MIN_TILE = 128  # the smallest tile side the budget chooses: below it the network's border effects dominate
-SMALLEST_TILE = 75  # the smallest an explicit tile_size can give: InceptionV3's smallest input (model.MIN_SIDE)
+SMALLEST_TILE = MIN_SIDE  # the smallest an explicit tile_size can give: InceptionV3's smallest input
 
 
 def axis_tiles(length, count, overlap, align):

@@ -19,13 +19,13 @@ from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient,
 from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image
 from deepdream_client.layer_spec import parse_layers
 from deepdream_client.readiness import NotReady, wait_ready
-from deepdream_client.vocabulary import DEFAULT_ENDPOINT, PRECISIONS
+from deepdream_client.vocabulary import DEFAULT_ENDPOINT, PARAMS, PRECISIONS
 
 PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-process
 LOADING_WAIT = 300.0  # how long `dream` waits for a daemon that is still loading its model
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # the shell's convention for "ended by SIGINT"
-PARAM_OPTIONS = ("octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed")
+PARAM_OPTIONS = tuple(PARAMS)  # octaves, octave_scale, steps, step_size, tile_size, jitter, seed
 
 
 class CommandError(Exception):
@@ -83,8 +83,9 @@ def build_parser():
     knobs.add_argument("--steps", type=int, metavar="N", help="gradient ascent steps per octave")
     knobs.add_argument("--step-size", type=float, metavar="F", help="size of each step")
     knobs.add_argument("--tile-size", type=int, metavar="PX",
-                       help="largest tile side, 128..4096: bounds memory, not the image size (default 0: automatic, "
-                            "tiles only where the daemon's memory budget needs them)")
+                       help=f"largest tile side, {PARAMS['tile_size'].low}..{PARAMS['tile_size'].high}: bounds memory, "
+                            "not the image size (default 0: automatic, tiles only where the daemon's memory "
+                            "budget needs them)")
     knobs.add_argument("--jitter", type=int, metavar="PX", help="largest random shift per step (hides tile seams)")
     knobs.add_argument("--seed", type=int, metavar="N", help="random seed, for a reproducible dream")
     knobs.add_argument("--no-detail", dest="detail", action="store_false", default=None,
