@@ -1,36 +1,29 @@
-"""DeepDream on InceptionV3: numpy in, numpy out. See DreamEngine."""
+"""DeepDream on InceptionV3: numpy in, numpy out. See DreamEngine.
 
-import contextlib
+Importing the package loads nothing heavy and changes nothing but one
+default: TensorFlow, when it loads (with the first use of DreamEngine), logs
+errors only (TF_CPP_MIN_LOG_LEVEL=2 unless the environment says otherwise).
+The C++ lines TensorFlow prints before any log level applies are a program's
+business, not a library's: see dream_engine.startup."""
+
 import os
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: it reads this once
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """TensorFlow's C++ start-up lines (oneDNN, CUDA stubs) go to file
-    descriptor 2 before any log level applies; users of the CLI and GIMP
-    should not see them. Python exceptions still propagate normally."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    with open(os.devnull, "wb") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with _quiet_native_stderr():
-    from .engine import DreamEngine, tf
-
-    tf.config.list_physical_devices("GPU")  # the first look for a GPU reports a missing CUDA driver
-from .errors import (DreamCancelled, DreamError, ImageTooLarge, InvalidImage, InvalidParams,
+from .errors import (DreamCancelled, DreamError, ImageTooLarge, InvalidImage, InvalidParams,  # noqa: E402
                      OutOfMemory, UnknownLayer, WeightsUnavailable)
-from .params import DreamParams
+from .params import DreamParams  # noqa: E402
 
 __all__ = ["DreamEngine", "DreamParams", "DreamError", "DreamCancelled", "ImageTooLarge",
            "InvalidImage", "InvalidParams", "OutOfMemory", "UnknownLayer", "WeightsUnavailable"]
+
+
+def __getattr__(name):
+    # DreamEngine loads TensorFlow: only when it is asked for, so that errors,
+    # params and startup stay importable in a moment (the daemon's I/O thread,
+    # a program quieting TensorFlow's start-up first).
+    if name == "DreamEngine":
+        from .engine import DreamEngine
+
+        return DreamEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

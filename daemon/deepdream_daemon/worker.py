@@ -129,7 +129,10 @@ class Worker(threading.Thread):
     def _load(self):
         status("loading the model")
         started = time.monotonic()
-        from dream_engine import DreamEngine, DreamParams  # TensorFlow loads here, off the I/O thread
+        from dream_engine import startup
+
+        startup.load_quietly()  # TensorFlow loads here, off the I/O thread; its C++ start-up lines stay out of the log
+        from dream_engine import DreamEngine, DreamParams
 
         if self.settings.device == "gpu":
             import tensorflow as tf
