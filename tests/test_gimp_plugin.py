@@ -8,7 +8,6 @@ from the same daemon for the same pixels and parameters."""
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,12 +18,15 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
-from deepdream_client.client import DreamClient  # noqa: E402
-from daemon_process import free_port, start_daemon  # noqa: E402
-from harness import GimpRoot, Screen, poll, root_or_skip, stop, wait_for  # noqa: E402
-from images import photo  # noqa: E402
+from daemon_process import free_port, start_daemon
+from deepdream_client.client import DreamClient
+from harness import GimpRoot, poll, root_or_skip, stop, wait_for
+from images import photo
+from interface import CANVAS, dream_and_undo
 
-PARAMS = dict(octaves=2, steps=3, seed=7, jitter=4, step_size=0.02)
+pytestmark = pytest.mark.gimp  # every test here needs the GIMP 3 test root
+
+PARAMS = {"octaves": 2, "steps": 3, "seed": 7, "jitter": 4, "step_size": 0.02}
 PROPS = "octaves=2, steps=3, seed=7, jitter=4, step_size=0.02"  # the same, as plug-in arguments
 
 
@@ -345,80 +347,15 @@ def test_killed_plugin_stops_the_daemons_job(gimp, dreamd, client):
     result = gimp.results()["killed"]
     assert result["status"] != "success" and result["new"] is None and len(result["layers"]) == 1
     # and it still serves others
-    assert client.dream_array(photo(80, 80), dict(octaves=1, steps=1)).shape == (80, 80, 3)
+    assert client.dream_array(photo(80, 80), {"octaves": 1, "steps": 1}).shape == (80, 80, 3)
 
 
-# Where things are in GIMP 3.0's window at 1280x800 with its default layout and font.
-FILTERS_MENU = (426, 12)
-EDIT_MENU = (59, 12)
-NOWHERE = (800, 12)  # the empty end of the menu bar: no brush outline on the canvas in screenshots
-PRESET_COMBO, SUBTLE_PRESET, OK_BUTTON = (253, 28), (163, 60), (345, 453)
-
-
-def image_title(screen, layers):
-    return poll(lambda: [n for n in screen.window_names("GIMP$") if f"{layers} layer" in n], 90, 0.3)
-
-
-def test_interface_menu_dialog_progress_and_one_undo_step(gimp, dreamd):
+def test_interface_menu_dialog_progress_and_one_undo_step(gimp, dreamd, client):
     """Filters > DeepDream... opens the dialog; OK dreams into a new layer with progress;
     Edit > Undo DeepDream (the single undo step) gives back the image as it was."""
     Image.fromarray(photo(300, 420, seed=11)).save(gimp.host("gui.png"))
-    shots = Path(os.environ.get("DEEPDREAM_SCREENSHOTS") or gimp.host("screens"))
-    shots.mkdir(parents=True, exist_ok=True)
-    screen = Screen(gimp)
-    app = subprocess.Popen(gimp.command("gimp-3.0", "--no-splash", gimp.path("gui.png"), DISPLAY=screen.display,
-                                        DEEPDREAM_ENDPOINT=dreamd.endpoint),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        assert image_title(screen, 1), "GIMP's image window did not appear"
-        screen.xdotool("windowsize", screen.windows("GIMP$")[0], 1280, 800)
-        screen.xdotool("mousemove", *NOWHERE)
-        time.sleep(1.5)
-        before = np.asarray(Image.open(screen.shot("before.png")).convert("RGB"))
-
-        screen.click(*FILTERS_MENU)
-        time.sleep(1)
-        screen.shot("menu.png")
-        screen.xdotool("key", "Up", "Return")  # the menu's last entry
-        dialog = poll(lambda: screen.windows("^DeepDream...$"), 20)
-        assert dialog, "Filters > DeepDream... did not open a dialog"
-        time.sleep(1)
-        screen.click(*PRESET_COMBO)
-        time.sleep(0.5)
-        screen.click(*SUBTLE_PRESET)
-        time.sleep(0.5)
-        dialog_shot = screen.shot("dialog.png", dialog[0])
-        screen.click(*OK_BUTTON)
-        screen.xdotool("mousemove", *NOWHERE)
-        time.sleep(2)
-        screen.shot("progress.png")
-        assert image_title(screen, 2), "no new layer after OK"
-        screen.xdotool("mousemove", *NOWHERE)
-        time.sleep(1)
-        after = np.asarray(Image.open(screen.shot("after.png")).convert("RGB"))
-
-        screen.click(*EDIT_MENU)
-        time.sleep(1)
-        screen.shot("edit-menu.png")
-        screen.xdotool("key", "Down", "Return")  # "Undo DeepDream", the first entry
-        assert image_title(screen, 1), "one undo did not remove the DeepDream layer"
-        screen.xdotool("mousemove", *NOWHERE)
-        time.sleep(1)
-        undone = np.asarray(Image.open(screen.shot("undone.png")).convert("RGB"))
-    finally:
-        stop(app)
-        screen.close()
-
-    canvas = (slice(80, 760), slice(200, 1040))  # rulers to scroll bars, above the status bar
-    changed = np.any(before[canvas] != after[canvas], axis=2)
+    before, after, undone = dream_and_undo(gimp, gimp.path("gui.png"), dreamd.endpoint,
+                                           lambda: client.ping().get("busy"))
+    changed = np.any(before[CANVAS] != after[CANVAS], axis=2)
     assert changed.sum() > 0.5 * 300 * 420, "the canvas did not show the dream"
-    assert np.array_equal(before[canvas], undone[canvas]), "after one undo the canvas differs from before"
-    rows, cols = np.nonzero(changed)
-    box = (cols.min() + 200, rows.min() + 80, cols.max() + 201, rows.max() + 81)
-    pair = Image.new("RGB", (2 * (box[2] - box[0]) + 16, box[3] - box[1]), (255, 255, 255))
-    pair.paste(Image.fromarray(before).crop(box), (0, 0))
-    pair.paste(Image.fromarray(after).crop(box), (box[2] - box[0] + 16, 0))
-    pair.save(shots / "before-after.png")
-    Image.open(dialog_shot).save(shots / "gimp-dialog.png")
-    for name in ("menu.png", "progress.png", "edit-menu.png"):
-        Image.open(gimp.host(name)).convert("RGB").quantize(256).save(shots / f"gimp-{name}", optimize=True)
+    assert np.array_equal(before[CANVAS], undone[CANVAS]), "after one undo the canvas differs from before"

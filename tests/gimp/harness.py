@@ -5,6 +5,7 @@ seen from inside as /tmp/deepdream-tests-PID) holding GIMP's config folder
 (XDG_CONFIG_HOME, so the plug-in and its client.json are this run's alone), the
 input images and what the batch scripts write back."""
 
+import io
 import json
 import os
 import shutil
@@ -13,7 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 PRELUDE = (Path(__file__).with_name("in_gimp.py")).read_text()
@@ -171,12 +174,12 @@ class Screen:
             raise RuntimeError("Xvfb did not start in the GIMP root")
         self.display = f":{number}"
 
-    def run(self, *args, check=True):
+    def run(self, *args, check=True, timeout=30):
         return subprocess.run(self.gimp.command(*args, DISPLAY=self.display), capture_output=True, text=True,
-                              timeout=30, check=check).stdout
+                              timeout=timeout, check=check).stdout
 
-    def xdotool(self, *args):
-        return self.run("xdotool", *map(str, args), check=False)
+    def xdotool(self, *args, timeout=30):
+        return self.run("xdotool", *map(str, args), check=False, timeout=timeout)
 
     def click(self, x, y):
         self.xdotool("mousemove", x, y, "click", 1)
@@ -187,10 +190,55 @@ class Screen:
     def windows(self, pattern):
         return [int(word) for word in self.xdotool("search", "--onlyvisible", "--name", pattern).split()]
 
-    def shot(self, name, window="root"):
-        """Screenshot (the whole screen, or one window) into the test folder; its host path."""
-        self.run("import", "-window", str(window), self.gimp.path(name))
-        return self.gimp.host(name)
+    def wait_window(self, pattern, timeout):
+        """The first visible window whose name matches, once it is there (xdotool --sync); None after `timeout` s."""
+        try:
+            found = self.xdotool("search", "--sync", "--onlyvisible", "--name", pattern, timeout=timeout).split()
+        except subprocess.TimeoutExpired:
+            return None
+        return int(found[0]) if found else None
+
+    def geometry(self):
+        """{window: (x, y, width, height)} of every visible window bigger than GTK's 1x1 helpers; menus
+        and combo-box lists are nameless windows of their own, so they show up here when they open."""
+        shell = self.xdotool("search", "--onlyvisible", "--name", "", "getwindowgeometry", "--shell", "%@")
+        windows, fields = {}, {}
+        for line in shell.splitlines():
+            key, _, value = line.partition("=")
+            fields[key] = int(value) if value.lstrip("-").isdigit() else 0
+            if key == "SCREEN":
+                if fields["WIDTH"] > 1 and fields["HEIGHT"] > 1:
+                    windows[fields["WINDOW"]] = (fields["X"], fields["Y"], fields["WIDTH"], fields["HEIGHT"])
+                fields = {}
+        return windows
+
+    def popup(self, before, timeout=10):
+        """The window (a menu, a list) that opened since `before` (a geometry()); None after `timeout` s."""
+        opened = poll(lambda: [w for w in self.geometry() if w not in before], timeout)
+        return opened[0] if opened else None
+
+    def wait_closed(self, window, timeout):
+        """True once `window` is no longer visible."""
+        return poll(lambda: window not in self.geometry(), timeout)
+
+    def settled(self, timeout=10):
+        """A screenshot (an RGB array) once two in a row are equal: GTK has drawn what was asked."""
+        previous = None
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.pixels()
+            if previous is not None and (np.array_equal(previous, current) or time.monotonic() > deadline):
+                return current
+            previous = current
+
+    def pixels(self, window="root"):
+        """The screen (or one window) as an RGB array, straight from ImageMagick's import."""
+        return np.asarray(Image.open(io.BytesIO(self.capture(window))).convert("RGB"))
+
+    def capture(self, window="root"):
+        """A PNG of the screen (or one window), as bytes."""
+        return subprocess.run(self.gimp.command("import", "-window", str(window), "png:-", DISPLAY=self.display),
+                              capture_output=True, timeout=30, check=True).stdout
 
     def close(self):
         stop(self.process)
