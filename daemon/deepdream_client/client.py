@@ -1,8 +1,8 @@
 """DreamClient: talk to deepdream-daemon over the wire protocol v1.
 
 Only pyzmq, msgpack and the standard library: this module also runs inside
-GIMP's own Python, copied beside the plug-in as a small `daemon` package
-(__init__.py, protocol.py, client.py). numpy is used only by dream_array, and
+GIMP's own Python, copied beside the plug-in with the rest of the
+deepdream_client package. numpy is used only by dream_array, and
 only when the caller has it.
 
 Every request gets its own DEALER socket, so a client object may be shared by
