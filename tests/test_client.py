@@ -125,6 +125,7 @@ def test_unavailable_on_a_dead_endpoint_within_the_timeout(tmp_path):
             assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
 def test_ping_retries_across_a_restart_and_a_dream_is_never_resent(monkeypatch):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     first = start_daemon(endpoint=endpoint)
