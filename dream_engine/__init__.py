@@ -10,12 +10,30 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: it reads this once
 
-from .errors import (DreamCancelled, DreamError, ImageTooLarge, InvalidImage, InvalidParams,  # noqa: E402
-                     OutOfMemory, UnknownLayer, WeightsUnavailable)
-from .params import DreamParams  # noqa: E402
+from .errors import (
+    DreamCancelled,
+    DreamError,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidParams,
+    OutOfMemory,
+    UnknownLayer,
+    WeightsUnavailable,
+)
+from .params import DreamParams
 
-__all__ = ["DreamEngine", "DreamParams", "DreamError", "DreamCancelled", "ImageTooLarge",
-           "InvalidImage", "InvalidParams", "OutOfMemory", "UnknownLayer", "WeightsUnavailable"]
+__all__ = [
+    "DreamCancelled",
+    "DreamEngine",
+    "DreamError",
+    "DreamParams",
+    "ImageTooLarge",
+    "InvalidImage",
+    "InvalidParams",
+    "OutOfMemory",
+    "UnknownLayer",
+    "WeightsUnavailable",
+]
 
 
 def __getattr__(name):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
 from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS
 
 from . import model as inception

@@ -9,6 +9,7 @@ origins on the network's stride. It is chosen either by a largest tile side
 memory budget: the fewest tiles that fit, one piece when the octave fits)."""
 
 import math
+from itertools import pairwise
 
 import numpy as np
 from deepdream_client.vocabulary import MIN_SIDE
@@ -39,7 +40,7 @@ def axis_tiles(length, count, overlap, align):
     margin = max(math.ceil(overlap * length / (count - (count - 1) * overlap)), MIN_OVERLAP_PX) if overlap else 0
     ideal = (length + (count - 1) * margin) / count  # count tiles of this length, overlapping, span `length`
     starts = sorted({align * round(i * (length - ideal) / (count - 1) / align) for i in range(count)})
-    tile = max([b - a + margin for a, b in zip(starts, starts[1:])] + [length - starts[-1]])  # starts may coincide
+    tile = max([b - a + margin for a, b in pairwise(starts)] + [length - starts[-1]])  # starts may coincide
     return starts, tile, margin
 
 
@@ -89,7 +90,8 @@ class TileLayout:
         best = None
         for rows in range(1, _most(height, overlap, align) + 1):
             tile_height = axis_tiles(height, rows, overlap, align)[1]
-            columns = _fewest(width, lambda tile: tile * tile_height <= max_pixels, overlap, align)
+            columns = _fewest(width, lambda tile, tile_height=tile_height: tile * tile_height <= max_pixels,
+                              overlap, align)
             tile_width = axis_tiles(width, columns, overlap, align)[1]
             fits = tile_height * tile_width <= max_pixels
             key = (not fits, rows * columns, rows * columns * tile_height * tile_width)
