@@ -68,7 +68,7 @@ def describe(layer):
 def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props):
     """Run python-fu-deepdream on `layer`; record status, layers and pixels."""
     try:
-        before = [l.get_id() for l in image.get_layers()]
+        before = [each.get_id() for each in image.get_layers()]
         save(f'{case}.source-before', pixels(layer, fmt))
         procedure = Gimp.get_pdb().lookup_procedure('python-fu-deepdream')
         config = procedure.create_config()
@@ -82,10 +82,10 @@ def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props
         status = values.index(0)
         record = {'status': status.value_nick, 'seconds': time.monotonic() - started,
                   'message': values.index(1) if values.length() > 1 else '',
-                  'layers': [describe(l) for l in image.get_layers()], 'new': None,
+                  'layers': [describe(each) for each in image.get_layers()], 'new': None,
                   'precision': image.get_precision().value_nick, 'undo_enabled': image.undo_is_enabled()}
         save(f'{case}.source-after', pixels(layer, fmt))
-        new = [l for l in image.get_layers() if l.get_id() not in before]
+        new = [each for each in image.get_layers() if each.get_id() not in before]
         if new:
             record['new'] = describe(new[0])
             save(f'{case}.new', pixels(new[0], fmt))
