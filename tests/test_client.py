@@ -116,6 +116,7 @@ def wait_idle(client, timeout=10):
     assert not client.ping()["busy"]
 
 
+@pytest.mark.slow
 def test_unavailable_on_a_dead_endpoint_within_the_timeout(tmp_path):
     with DreamClient(f"ipc://{tmp_path}/nobody.sock", timeout=1.0) as client:
         for attempt in (client.ping, client.info, lambda: client.dream_array(photo(80, 80), TINY)):
@@ -154,6 +155,7 @@ def test_ping_retries_across_a_restart_and_a_dream_is_never_resent(monkeypatch):
             second[0].stop()
 
 
+@pytest.mark.slow
 def test_a_queued_dream_lives_on_its_heartbeats_past_the_timeout(client, daemon):
     """Another client's long dream keeps ours queued for longer than our
     timeout: the daemon's heartbeats about our dream keep it alive."""

@@ -215,6 +215,7 @@ def test_imagenet_without_network_is_a_clear_error_not_a_hang(tmp_path):
     assert "--weights" in message and "random" in message
 
 
+@pytest.mark.slow
 def test_importing_the_engine_changes_nothing_and_a_program_can_load_it_quietly():
     # Importing the package neither loads TensorFlow nor touches file
     # descriptor 2; a program that calls startup.load_quietly() first (as the
