@@ -79,11 +79,12 @@ def work_at_12mp(engine, variants):
 
 def markdown(result):
     lines = [f"precision {result['precision']}", "",
-             "| case | overlap | least px | tiles | tile | network px / image px | correlation with untiled | seam ratio "
-             "(untiled) |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+             "| case | overlap | least px | tiles | tile | network px / image px | correlation with untiled "
+             "| seam ratio (untiled) |", "|---|---:|---:|---:|---|---:|---:|---:|"]
     for row in result["rows"]:
-        lines.append(f"| {row['case']} | {row['overlap']:.4g} | {row['least_px']} | {row['tiles']} | {row['tile']} | {row['work']:.3f} "
-                     f"| {row['correlation']:.4f} | {row['seam_ratio']:.2f} ({row['untiled_seam_ratio']:.2f}) |")
+        lines.append(f"| {row['case']} | {row['overlap']:.4g} | {row['least_px']} | {row['tiles']} | {row['tile']} "
+                     f"| {row['work']:.3f} | {row['correlation']:.4f} "
+                     f"| {row['seam_ratio']:.2f} ({row['untiled_seam_ratio']:.2f}) |")
     lines.append("")
     lines.append(f"Work at 4000x3000 under the default budget, by overlap: {result['work_12mp']}")
     return "\n".join(lines)

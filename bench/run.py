@@ -18,7 +18,7 @@ from deepdream_client.vocabulary import AUTOMATIC_TILES, PRESETS
 
 from . import report
 from .daemon_side import WarmDaemon
-from .jobs import GFLOP_PER_PIXEL_STEP, engine_pixel_steps, make_image, psnr, seed_job
+from .jobs import GFLOP_PER_PIXEL_STEP, engine_pixel_steps, psnr, seed_job
 from .sides import RESULT_MARK
 
 JOBS = ("seed", "levers", "12mp", "24mp", "4000x3000", "overlap")
@@ -80,7 +80,8 @@ def seed_comparison(args, out):
     details["wire_and_queue_s"] = daemon["seconds"] - (daemon["daemon_stats_seconds"] or daemon["seconds"])
     details["quality"] = report.quality(np.load(f"{out}/engine-auto.npy"), np.load(f"{out}/engine-float32.npy"),
                                         fast["step_losses"], exact["step_losses"])
-    same = "engine-float32" if daemon["precision"] == "float32" else "engine-auto"  # the in-process run at its precision
+    # the in-process run at the daemon's precision
+    same = "engine-float32" if daemon["precision"] == "float32" else "engine-auto"
     details["daemon_equals_in_process"] = all(np.array_equal(run["dreamed"], np.load(f"{out}/{same}.npy"))
                                               for run in daemons)
     details["seed_loss_per_octave"] = seed["octave_losses"]
