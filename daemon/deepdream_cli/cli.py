@@ -56,8 +56,8 @@ def build_parser():
                        help="give up on a daemon that stays silent this long, and on a dream it says nothing "
                             "about for this long, 3 at least (default: 10)")
     group.add_argument("--server-key", metavar="KEY",
-                       help="the daemon's CURVE public key (Z85 text or a key file), for a daemon "
-                            "on a non-loopback address (default: $DEEPDREAM_SERVER_KEY or \"server_key\" in the config)")
+                       help="the daemon's CURVE public key (Z85 text or a key file), for a daemon on a "
+                            "non-loopback address (default: $DEEPDREAM_SERVER_KEY or \"server_key\" in the config)")
     group.add_argument("--client-key", metavar="FILE",
                        help="this client's CURVE secret key file, for a daemon that lists authorized clients "
                             "(default: $DEEPDREAM_CLIENT_KEY or \"client_key\" in the config, else a fresh key)")
@@ -74,7 +74,8 @@ def build_parser():
         epilog="example: deepdream dream photo.jpg dream.png --layers mixed3:1,mixed5:0.5 --octaves 4 --steps 20")
     dream.set_defaults(command=dream_command)
     dream.add_argument("input", metavar="IN", help="image to dream (PNG, JPEG, WebP, TIFF; alpha and 16-bit gray kept)")
-    dream.add_argument("output", metavar="OUT", help="where to write the dream; PNG, JPEG and TIFF carry its parameters")
+    dream.add_argument("output", metavar="OUT",
+                       help="where to write the dream; PNG, JPEG and TIFF carry its parameters")
     knobs = dream.add_argument_group("dream parameters")
     knobs.add_argument("--layers", type=layers_option, metavar="NAME[:WEIGHT],...",
                        help="layers to excite and their weights, e.g. mixed2:1,mixed5:0.5 or mixed3,mixed4")

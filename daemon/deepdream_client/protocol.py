@@ -124,7 +124,7 @@ def unpack(frame):
             max_str_len=MAX_HEADER_BYTES, max_bin_len=MAX_HEADER_BYTES,
             max_array_len=4096, max_map_len=4096, max_ext_len=0,
         )
-    except Exception as error:  # msgpack raises several unrelated types for bad input
+    except Exception as error:  # noqa: BLE001  msgpack raises several unrelated types for bad input
         raise ProtocolError(BAD_REQUEST, f"the header frame is not valid msgpack ({type(error).__name__})") from None
     if not isinstance(header, dict):
         raise ProtocolError(BAD_REQUEST, f"the header must be a msgpack map, got {shown(header)}")

@@ -62,10 +62,12 @@ OPTIONS = (
     ("endpoint", str, "URL",
      f"where to listen: tcp://HOST:PORT or ipc:///path; repeat for several (default {DEFAULT_ENDPOINT}). "
      "Addresses other than loopback need --curve-keys. In the environment: several separated by commas"),
-    ("weights", str, "WHICH", "imagenet (downloaded once by Keras), random (untrained, for tests), or a weights file path"),
+    ("weights", str, "WHICH",
+     "imagenet (downloaded once by Keras), random (untrained, for tests), or a weights file path"),
     ("precision", str, "P", f"{' | '.join(PRECISIONS)}; auto picks float16 on a GPU, bfloat16 on CPUs that have it"),
     ("device", str, "D", f"{' | '.join(DEVICES)}; cpu hides every GPU from TensorFlow"),
-    ("queue_length", int, "N", "dreams that may wait behind the running one; more are refused with QUEUE_FULL (default 16)"),
+    ("queue_length", int, "N",
+     "dreams that may wait behind the running one; more are refused with QUEUE_FULL (default 16)"),
     ("max_pixels", int, "N", f"largest image (width x height) accepted (default {DEFAULT_MAX_PIXELS:,})"),
     ("max_message_bytes", int, "N", "largest request ZeroMQ accepts; bigger ones are dropped unread "
      "(default: enough for --max-pixels of float32 RGBA)"),

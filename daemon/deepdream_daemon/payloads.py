@@ -60,7 +60,8 @@ def decode(description, payload, max_pixels):
 
 
 def _decode_file(payload, max_pixels):
-    from deepdream_client.image_files import ImageFileError, ImageTooLarge, decode_image  # Pillow loads on the worker thread only
+    # Pillow loads on the worker thread only
+    from deepdream_client.image_files import ImageFileError, ImageTooLarge, decode_image
 
     try:
         return decode_image(io.BytesIO(payload), max_pixels)
