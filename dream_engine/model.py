@@ -77,7 +77,7 @@ def _load_imagenet():
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an unreachable hub must not hang the daemon
     try:
         return keras.applications.InceptionV3(include_top=False, weights="imagenet")
-    except Exception as error:  # Keras raises a bare Exception for a failed fetch
+    except Exception as error:  # noqa: BLE001  Keras raises a bare Exception for a failed fetch
         raise WeightsUnavailable(
             f"The ImageNet weights for InceptionV3 are not on this machine and could not be "
             f"downloaded ({_first_line(error)}).\n"
@@ -100,7 +100,7 @@ def _load_file(path):
         )
     try:
         return keras.applications.InceptionV3(include_top=False, weights=str(path))
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001  h5py, Keras and the OS each raise their own for a bad file
         raise WeightsUnavailable(
             f"Could not read InceptionV3 weights from {path}: {_first_line(error)}. "
             f"The file must hold weights for InceptionV3 without its classifier "

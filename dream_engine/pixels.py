@@ -18,7 +18,8 @@ def check_image(image, min_side, max_pixels):
     if image.ndim == 2:
         raise InvalidImage("the image must be H x W x C; for a gray image add a channel axis (image[..., None])")
     if image.ndim != 3 or not 1 <= image.shape[2] <= 4:
-        raise InvalidImage(f"the image must be H x W x C with C in 1..4 (gray, gray+alpha, RGB, RGBA), got shape {image.shape}")
+        raise InvalidImage("the image must be H x W x C with C in 1..4 (gray, gray+alpha, RGB, RGBA), "
+                           f"got shape {image.shape}")
     if image.dtype not in DTYPES:
         raise InvalidImage(f"the image dtype must be uint8, uint16 or float32, got {image.dtype}")
     height, width = image.shape[:2]

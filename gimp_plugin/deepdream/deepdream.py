@@ -180,7 +180,7 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         return failure(procedure, f'DeepDream cannot use this setting: {error}')
     except (NotReady, ValueError) as error:
         return failure(procedure, str(error))
-    except Exception as error:  # a bug here must still end as a message, not a hung progress bar
+    except Exception as error:  # noqa: BLE001  a bug here must still end as a message, not a hung progress bar
         return failure(procedure, f'DeepDream failed: {type(error).__name__}: {error}')
 
     # Only now is the image touched: everything below is one undo step, undone as a whole on failure.
@@ -199,7 +199,7 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         layer.update(x, y, w, h)
         if not Gimp.Selection.is_empty(image):
             layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
-    except Exception as error:  # the image must come out as it went in
+    except Exception as error:  # noqa: BLE001  the image must come out as it went in
         if layer is not None and layer.is_valid():
             image.remove_layer(layer)
         image.undo_group_end()
