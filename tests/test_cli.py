@@ -189,7 +189,8 @@ def test_progress_bar_on_a_terminal_and_in_a_log():
         for step in range(1, 21):
             bar({"octave": 1, "octaves": 1, "step": step, "steps": 20, "fraction": step / 20})
         bar.finish()
-    assert "place 2" in terminal.getvalue() and "\r[" + "#" * 30 + "] 100%  octave 1/1  step 20/20\n" in terminal.getvalue()
+    assert "place 2" in terminal.getvalue()
+    assert "\r[" + "#" * 30 + "] 100%  octave 1/1  step 20/20\n" in terminal.getvalue()
     assert log.getvalue().splitlines() == [f"{percent:3d}%  octave 1/1  step {percent // 5}/20"
                                            for percent in (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)]
 
@@ -223,7 +224,8 @@ def test_dream_through_the_daemon(daemon, tmp_path):
     source, target = tmp_path / "in.jpg", tmp_path / "out.png"
     Image.fromarray(np.dstack([photo(80, 96), np.full((80, 96), 200, np.uint8)])).save(tmp_path / "in.png")
     Image.fromarray(photo(80, 96)).save(source)
-    done = run_cli("dream", tmp_path / "in.png", target, *TINY, "--seed", "3", env=clean_env(DEEPDREAM_ENDPOINT=daemon.endpoint))
+    done = run_cli("dream", tmp_path / "in.png", target, *TINY, "--seed", "3",
+                   env=clean_env(DEEPDREAM_ENDPOINT=daemon.endpoint))
     assert done.returncode == 0, done.stderr
     assert "in-process" not in done.stderr and "100%" in done.stderr
     metadata = read_metadata(target)

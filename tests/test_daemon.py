@@ -17,7 +17,7 @@ from PIL import Image
 
 from bench.fuzz import Deep, encode, png_claiming
 from images import photo
-from raw_wire import (LONG, TINY, call, connect, dream_request, final, new_id, ping, receive, request,
+from raw_wire import (LONG, TINY, call, connect, dream_request, final, ping, receive, request,
                       result_array, send, wait_for)
 
 PROMPTLY_S = 15

@@ -138,7 +138,7 @@ def test_a_damaged_server_key_is_one_line(tmp_path):
 def test_curve_round_trip_with_keys_on_a_non_loopback_bind(tmp_path):
     keys = tmp_path / "keys"
     open_port = free_port()
-    with start_daemon("--curve-keys", str(keys), "--endpoint", f"tcp://0.0.0.0:{open_port}") as daemon:
+    with start_daemon("--curve-keys", str(keys), "--endpoint", f"tcp://0.0.0.0:{open_port}"):
         assert stat.S_IMODE(keys.stat().st_mode) == 0o700
         for name in ("server.key", "server.key_secret"):
             assert stat.S_IMODE((keys / name).stat().st_mode) == 0o600

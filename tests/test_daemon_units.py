@@ -9,7 +9,6 @@ import time
 import uuid
 
 import msgpack
-import numpy as np
 import pytest
 import zmq
 from PIL import EpsImagePlugin, Image
