@@ -219,8 +219,10 @@ def test_first_use_of_a_layer_set_reports_its_compiling_apart(daemon):
     params = {**TINY, "layers": {"mixed0": 1.0}}  # a layer set the daemon has not compiled yet
     first, second = (call(daemon.endpoint, *dream_request(sample("uint8", 3), params))[0]["stats"]
                      for _ in range(2))
-    assert 0.5 < first["compile_seconds"] <= first["seconds"], first
-    assert second["compile_seconds"] == 0 and second["seconds"] < first["seconds"], second
+    # Which costs more is the machine's business (no timings asserted); what the protocol
+    # promises is that compiling is counted apart, within the dream's seconds, once.
+    assert 0 < first["compile_seconds"] <= first["seconds"], first
+    assert second["compile_seconds"] == 0, second
 
 
 def test_a_req_client_asking_for_progress_is_refused_at_once(daemon):
