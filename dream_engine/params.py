@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass, field, fields
 
-from deepdream_client.protocol import shown  # pure Python: these messages reach the wire, quoting a client's values
+from deepdream_client.quoting import shown  # these messages reach the wire, quoting a client's values
 from deepdream_client.vocabulary import AUTOMATIC_TILES, DEFAULT_DETAIL, DEFAULT_LAYERS, LAYER_WEIGHTS, PARAMS
 
 from .errors import InvalidParams
