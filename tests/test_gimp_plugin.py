@@ -82,6 +82,7 @@ dream('offsets', image, layer, "R'G'B' u8", endpoint=endpoint, {PROPS})
 image = load('photo.png')
 image.select_ellipse(Gimp.ChannelOps.REPLACE, 120, 30, 50, 40)
 dream('selection', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, {PROPS})
+dream('mask', image, image.get_layers()[0].get_mask(), "Y u8", endpoint=endpoint, preset='subtle', seed=7)
 image = load('photo.png')
 dream('daemon-error', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, layers='nosuchlayer:1', {PROPS})
 image = load('photo.png')
@@ -104,7 +105,7 @@ def batch(gimp, dreamd):
     results, output = gimp.run_batch(BATCH, DD_ENDPOINT=dreamd.endpoint, DEEPDREAM_ENDPOINT=dreamd.endpoint,
                                      DD_NOBODY=f"tcp://127.0.0.1:{free_port()}")
     print(f"GIMP batch: {time.monotonic() - started:.1f} s")
-    assert len(results) == 10, f"the batch script stopped early:\n{output[-3000:]}"
+    assert len(results) == 11, f"the batch script stopped early:\n{output[-3000:]}"
     return results
 
 
@@ -200,6 +201,22 @@ def test_selection_dreams_its_surroundings_and_masks_the_layer(batch, gimp, clie
     source = pixels(gimp, "selection.source-before", 160, 200, 3)
     expected = client.dream_array(np.ascontiguousarray(source[y0:y1, x0:x1]), PARAMS)
     assert np.array_equal(pixels(gimp, "selection.new", 160, 200, 3)[y0:y1, x0:x1], expected)
+
+
+def test_after_a_selection_dream_the_new_layer_not_its_mask_is_selected(batch):
+    """Filters > Repeat needs one layer selected: the new layer, not the mask GIMP made active."""
+    new = check_new_layer(batch["selection"])
+    assert batch["selection"]["selected"] == [new["id"]]
+
+
+def test_a_selected_layer_mask_dreams_its_layer_and_names_the_preset(batch):
+    result = batch["mask"]  # the selection case's new layer, called with its mask as the drawable
+    assert result["status"] == "success", result["message"]
+    new, layers = result["new"], result["layers"]
+    assert new is not None and len(layers) == 3
+    assert layers[0]["id"] == new["id"] and layers[1]["id"] == batch["selection"]["new"]["id"]  # above the mask's layer
+    assert new["has_mask"] and result["selected"] == [new["id"]]
+    assert new["name"] == "DeepDream (Subtle textures, 3x10 steps, seed 7)"  # the preset's label, not "subtle"
 
 
 def check_unchanged(gimp, result, case):

@@ -59,7 +59,7 @@ def dream_values(config):
               'octave_scale': values['octave-scale'], 'steps': values['steps'],
               'step_size': values['step-size'], 'jitter': config.get_property('jitter'),
               'tile_size': config.get_property('tile-size'), 'seed': config.get_property('seed')}
-    summary = (f"{preset if preset != 'custom' else values['layers'].replace(' ', '')}, "
+    summary = (f"{PRESETS[preset][0] if preset != 'custom' else values['layers'].replace(' ', '')}, "
                f"{values['octaves']}x{values['steps']} steps, seed {params['seed']}")
     return params, summary
 
@@ -145,6 +145,8 @@ def show_progress(event):
 
 
 def deepdream(procedure, run_mode, image, drawables, config, data):
+    if len(drawables) == 1 and isinstance(drawables[0], Gimp.LayerMask):  # a selected mask: dream its layer
+        drawables = [Gimp.Layer.from_mask(drawables[0])]
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
         return failure(procedure, 'DeepDream works on one layer at a time: select a single layer.',
                        Gimp.PDBStatusType.CALLING_ERROR)
@@ -199,6 +201,8 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         layer.update(x, y, w, h)
         if not Gimp.Selection.is_empty(image):
             layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+            layer.set_edit_mask(False)  # GIMP makes the new mask the active drawable: Filters > Repeat needs the layer
+        image.set_selected_layers([layer])
     except Exception as error:  # noqa: BLE001  the image must come out as it went in
         if layer is not None and layer.is_valid():
             image.remove_layer(layer)

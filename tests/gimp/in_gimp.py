@@ -66,7 +66,7 @@ def describe(layer):
 
 
 def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props):
-    """Run python-fu-deepdream on `layer`; record status, layers and pixels."""
+    """Run python-fu-deepdream on `layer` (or a layer mask); record status, layers, selected drawables, pixels."""
     try:
         before = [each.get_id() for each in image.get_layers()]
         save(f'{case}.source-before', pixels(layer, fmt))
@@ -83,7 +83,8 @@ def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props
         record = {'status': status.value_nick, 'seconds': time.monotonic() - started,
                   'message': values.index(1) if values.length() > 1 else '',
                   'layers': [describe(each) for each in image.get_layers()], 'new': None,
-                  'precision': image.get_precision().value_nick, 'undo_enabled': image.undo_is_enabled()}
+                  'precision': image.get_precision().value_nick, 'undo_enabled': image.undo_is_enabled(),
+                  'selected': [each.get_id() for each in image.get_selected_drawables()]}
         save(f'{case}.source-after', pixels(layer, fmt))
         new = [each for each in image.get_layers() if each.get_id() not in before]
         if new:
