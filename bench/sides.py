@@ -61,7 +61,7 @@ def run_engine(task):
 def octave_work(engine, image, params):
     """Each octave's size, tile count and tile, and the network pixels one of its steps computes."""
     from dream_engine.engine import octave_shapes
-    from dream_engine.model import MIN_SIDE
+    from deepdream_client.vocabulary import MIN_SIDE
 
     work = []
     for shape in octave_shapes(image.shape[:2], params.octaves, params.octave_scale, MIN_SIDE):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS
+from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS, MIN_SIDE
 
 from . import model as inception
 from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
@@ -64,7 +64,7 @@ class DreamEngine:
         unknown = [name for name in params.layers if name not in self.layers]
         if unknown:
             raise UnknownLayer("layers", f"unknown layer {unknown[0]!r}; this model has {', '.join(self.layers)}")
-        check_image(image, inception.MIN_SIDE, self.max_pixels)
+        check_image(image, MIN_SIDE, self.max_pixels)
         try:
             dreamed, restore = self._dream_rgb(image, params, progress or (lambda event: None),
                                                should_stop or (lambda: False))
@@ -88,7 +88,7 @@ class DreamEngine:
         compiled = self._compiled(layer_names)
         layer_weights = tf.constant([params.layers[name] for name in layer_names], tf.float32)
         rng = np.random.default_rng(params.seed)
-        shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, inception.MIN_SIDE)
+        shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, MIN_SIDE)
         total_work = params.steps * sum(h * w for h, w in shapes)
         done_work = 0
 
@@ -207,7 +207,7 @@ class DreamEngine:
                 gradient /= tf.math.reduce_std(gradient) + 1e-8
                 return tf.clip_by_value(image + step_size * gradient, -1.0, 1.0), losses[0]
 
-            tiny, no_weights = tf.zeros([inception.MIN_SIDE, inception.MIN_SIDE, 3]), tf.zeros([len(layer_names)])
+            tiny, no_weights = tf.zeros([MIN_SIDE, MIN_SIDE, 3]), tf.zeros([len(layer_names)])
             self._functions[layer_names] = _Compiled(
                 _CompiledOnFirstCall(self, tile_gradients, tiny[None], no_weights),
                 _CompiledOnFirstCall(self, whole_step, tiny, no_weights, tf.zeros([2], tf.int32), tf.constant(0.0)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-from deepdream_client.vocabulary import MIN_SIDE, PRECISIONS  # noqa: F401  MIN_SIDE: the engine's name for it
+from deepdream_client.vocabulary import PRECISIONS
 
 from .errors import InvalidParams, WeightsUnavailable
 
