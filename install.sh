@@ -3,7 +3,7 @@
 # console scripts (deepdream, deepdream-daemon). Safe to run again.
 #
 #   ./install.sh                      the engine, daemon and CLI
-#   ./install.sh --dev                also the test tools and the GIMP 3 test root
+#   ./install.sh --dev                also the test tools and the GIMP 3.0 and 3.2 test roots
 #   ./install.sh --help               all options
 set -euo pipefail
 
@@ -17,7 +17,7 @@ usage() {
     sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
     cat <<'TXT'
 Options:
-  --dev                 install pytest and build the GIMP 3 test root (needs root or sudo)
+  --dev                 install pytest and build the GIMP 3.0 and 3.2 test roots (needs root or sudo)
   --service             install and enable the systemd user service deepdream.service
   --gimp-plugin-dir DIR install the GIMP plug-in into DIR instead of every GIMP 3 folder found
   --no-gimp             do not install the GIMP plug-in
@@ -90,8 +90,11 @@ if [ "$service" = 1 ]; then
 fi
 
 if [ "$dev" = 1 ]; then
-    say "Building the GIMP 3 test root (cached; the first time takes about two minutes)"
-    as_root "$here/tests/gimp/make-root.sh"
+    # The GIMP tests run on both GIMP 3 series the plug-in supports, each in a root of its own.
+    for gimp_series in 3.0 3.2; do
+        say "Building the GIMP $gimp_series test root (cached; the first time takes a few minutes)"
+        as_root "$here/tests/gimp/make-root.sh" --gimp "$gimp_series"
+    done
 fi
 
 say "Done. Try:  $venv/bin/deepdream dream photo.jpg dreamed.png --weights random"

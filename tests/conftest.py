@@ -1,6 +1,11 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "gimp"))
+from harness import VERSIONS, GimpRoot, root_or_skip
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +25,15 @@ def daemon():
 
     with start_daemon() as process:
         yield process
+
+
+@pytest.fixture(scope="module", params=VERSIONS, ids=[f"gimp{version}" for version in VERSIONS])
+def gimp(request):
+    """A GIMP 3 test root with this run's plug-in installed in its own config folder: every test that uses it
+    runs once per GIMP series (ids gimp3.0, gimp3.2), each in that series' root."""
+    gimp = GimpRoot(root_or_skip(request.param), request.param).setup()
+    yield gimp
+    gimp.cleanup()
 
 
 # Under CI nothing of the mission may be skipped: a skip there (a missing GIMP

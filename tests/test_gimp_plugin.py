@@ -1,8 +1,10 @@
 """The GIMP 3 plug-in in a real GIMP 3 (tests/gimp/make-root.sh builds it) against a real daemon.
 
-GIMP runs headless (gimp-console-3.0 in batch mode) inside the Debian trixie
-root; the daemon runs on the host with random weights (ImageNet weights need a
-download these machines cannot make) and the plug-in reaches it on loopback.
+GIMP runs headless (gimp-console-<version> in batch mode) inside its Debian root,
+once for GIMP 3.0 (trixie) and once for GIMP 3.2 (forky): the `gimp` fixture
+(tests/conftest.py) parametrizes every test here. The daemon runs on the host with
+random weights (ImageNet weights need a download these machines cannot make) and
+the plug-in reaches it on loopback.
 Every expectation about pixels is checked against what daemon/deepdream_client/client.py gets
 from the same daemon for the same pixels and parameters."""
 
@@ -20,7 +22,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from daemon_process import free_port, start_daemon
 from deepdream_client.client import DreamClient
-from harness import GimpRoot, poll, root_or_skip, stop, wait_for
+from harness import poll, stop, wait_for
 from images import photo
 from interface import CANVAS, dream_and_undo
 
@@ -28,13 +30,6 @@ pytestmark = pytest.mark.gimp  # every test here needs the GIMP 3 test root
 
 PARAMS = {"octaves": 2, "steps": 3, "seed": 7, "jitter": 4, "step_size": 0.02}
 PROPS = "octaves=2, steps=3, seed=7, jitter=4, step_size=0.02"  # the same, as plug-in arguments
-
-
-@pytest.fixture(scope="module")
-def gimp():
-    gimp = GimpRoot(root_or_skip()).setup()
-    yield gimp
-    gimp.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +347,7 @@ def test_killed_plugin_stops_the_daemons_job(gimp, dreamd, client):
     process = gimp.batch(KILLED, DD_ENDPOINT=dreamd.endpoint)
     try:
         assert poll(lambda: client.ping().get("busy"), 60, 0.1), "the dream never started"
-        plugin = gimp.processes_running(f"{gimp.inside}/config/GIMP/3.0/plug-ins/deepdream/deepdream.py")
+        plugin = gimp.processes_running(gimp.path(f"config/GIMP/{gimp.version}/plug-ins/deepdream/deepdream.py"))
         assert len(plugin) == 1
         killed_at = time.monotonic()
         os.kill(plugin[0], signal.SIGKILL)

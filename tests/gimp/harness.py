@@ -1,4 +1,5 @@
-"""Drive a real GIMP 3 in the Debian trixie root that tests/gimp/make-root.sh builds.
+"""Drive a real GIMP 3 in a Debian root that tests/gimp/make-root.sh builds: GIMP 3.0 (trixie)
+or GIMP 3.2 (forky), each in a root of its own.
 
 Each test session gets its own folder inside the root (ROOT/tmp/deepdream-tests-PID,
 seen from inside as /tmp/deepdream-tests-PID) holding GIMP's config folder
@@ -20,17 +21,26 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 PRELUDE = (Path(__file__).with_name("in_gimp.py")).read_text()
-DEFAULT_ROOT = "/var/cache/deepdream/gimp-root"
+MAKE_ROOT = REPO / "tests/gimp/make-root.sh"
+VERSIONS = ("3.0", "3.2")  # the GIMP series the tests run on, each in its own root
 STAMP = ".deepdream-root"
 GIMP_TIMEOUT_S = 180
 
 
-def root_or_skip():
-    """The built root; a missing one fails under CI (CI must prove the plug-in) and skips elsewhere."""
-    root = Path(os.environ.get("DEEPDREAM_GIMP_ROOT", DEFAULT_ROOT))
+def root_of(version):
+    """Where the root of GIMP `version` is: make-root.sh says, so the two never disagree."""
+    where = subprocess.run([str(MAKE_ROOT), "--gimp", version, "--print"], capture_output=True, text=True, check=True)
+    return Path(where.stdout.strip())
+
+
+def root_or_skip(version):
+    """The built root of GIMP `version`; a missing one fails under CI (CI must prove the plug-in) and
+    skips elsewhere."""
+    root = root_of(version)
     problem = None
-    if not (root / STAMP).is_file() or not (root / "usr/bin/gimp-console-3.0").exists():
-        problem = f"no GIMP 3 test root at {root}: build it with `sudo tests/gimp/make-root.sh` (or ./install.sh --dev)"
+    if not (root / STAMP).is_file() or not (root / f"usr/bin/gimp-console-{version}").exists():
+        problem = (f"no GIMP {version} test root at {root}: build it with"
+                   f" `sudo tests/gimp/make-root.sh --gimp {version}` (or ./install.sh --dev)")
     elif os.geteuid() != 0:
         problem = "the GIMP 3 tests chroot into the test root and need root"
     if problem:
@@ -41,12 +51,15 @@ def root_or_skip():
 
 
 class GimpRoot:
-    def __init__(self, root):
+    def __init__(self, root, version):
         self.root = root
+        self.version = version
+        self.console_program = f"gimp-console-{version}"  # headless, for batch scripts
+        self.gui_program = f"gimp-{version}"
         self.inside = f"/tmp/deepdream-tests-{os.getpid()}"  # path as GIMP sees it
         self.work = root / self.inside.lstrip("/")  # the same folder, seen from the host
-        self.config = self.work / "config"  # XDG_CONFIG_HOME inside: GIMP/3.0 and deepdream/client.json
-        self.plugin_dir = self.config / "GIMP" / "3.0" / "plug-ins"
+        self.config = self.work / "config"  # XDG_CONFIG_HOME inside: GIMP/<version> and deepdream/client.json
+        self.plugin_dir = self.config / "GIMP" / version / "plug-ins"  # each series reads its own folder
 
     def setup(self):
         shutil.rmtree(self.work, ignore_errors=True)
@@ -89,7 +102,7 @@ class GimpRoot:
         """Popen of gimp-console running PRELUDE + script; stdout and stderr together."""
         (self.work / "results.json").unlink(missing_ok=True)
         process = subprocess.Popen(
-            self.command("gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b", "-", "--quit",
+            self.command(self.console_program, "-i", "--batch-interpreter=python-fu-eval", "-b", "-", "--quit",
                          **env),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)

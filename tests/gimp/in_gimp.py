@@ -1,6 +1,6 @@
 # Prelude of every batch script the GIMP tests feed to
-#   gimp-console-3.0 -i --batch-interpreter=python-fu-eval -b - --quit
-# It runs inside GIMP 3 (in the test root), builds images, calls
+#   gimp-console-<version> -i --batch-interpreter=python-fu-eval -b - --quit
+# It runs inside GIMP 3.0 or 3.2 (in that version's test root), builds images, calls
 # python-fu-deepdream like any script would, and leaves what it saw in
 # $DD_WORK (results.json and raw pixel files) for the host to check.
 import json
@@ -79,7 +79,9 @@ def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props
             config.set_property(key.replace('_', '-'), value)
         started = time.monotonic()
         values = procedure.run(config)
-        status = values.index(0)
+        # GIMP 3.0 hands the status back as a Gimp.PDBStatusType, GIMP 3.2 as its plain integer (3 for
+        # SUCCESS): the enum made from either has the same nick.
+        status = Gimp.PDBStatusType(values.index(0))
         record = {'status': status.value_nick, 'seconds': time.monotonic() - started,
                   'message': values.index(1) if values.length() > 1 else '',
                   'layers': [describe(each) for each in image.get_layers()], 'new': None,

@@ -44,7 +44,7 @@ def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
     Returns the screen (RGB arrays) before the dream, after it and after the undo; `shoot(screen, name,
     window)` is called at the moments the README shows (the menu, the dialog, progress, the Edit menu)."""
     screen = Screen(gimp)
-    app = subprocess.Popen(gimp.command("gimp-3.0", "--no-splash", image, DISPLAY=screen.display,
+    app = subprocess.Popen(gimp.command(gimp.gui_program, "--no-splash", image, DISPLAY=screen.display,
                                         DEEPDREAM_ENDPOINT=endpoint),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -1,21 +1,41 @@
 #!/usr/bin/env bash
-# Build (once) the Debian 13 "trixie" root that holds a real GIMP 3 for the
-# plug-in tests (docs/design.md section 3). The host may be Debian 12, whose GIMP is
-# 2.10 without Python.
+# Build (once) a Debian root that holds a real GIMP 3 for the plug-in tests
+# (docs/design.md section 3): GIMP 3.0 from Debian 13 "trixie", GIMP 3.2 from
+# Debian "forky". The host may be Debian 12, whose GIMP is 2.10 without Python.
 #
-#   tests/gimp/make-root.sh            build or reuse the root (run as root)
-#   tests/gimp/make-root.sh --print    print where the root is, build nothing
-#   tests/gimp/make-root.sh --rebuild  throw the cached root away and build it again
+#   tests/gimp/make-root.sh                  build or reuse the GIMP 3.0 root (run as root)
+#   tests/gimp/make-root.sh --gimp 3.2       the same for the GIMP 3.2 root
+#   tests/gimp/make-root.sh --gimp 3.2 --print    print where that root is, build nothing
+#   tests/gimp/make-root.sh --rebuild        throw the cached root away and build it again
 #
-# The root lives outside the clone, in $DEEPDREAM_GIMP_ROOT or else
-# /var/cache/deepdream/gimp-root, and is reused while its stamp file matches the
-# package list below: a second run takes well under a second. The first run
-# takes two to four minutes and about 1.3 GB. The Debian mirror is the one the
-# host's own apt sources name (or $DEEPDREAM_DEBIAN_MIRROR).
+# Each root lives outside the clone: the 3.0 one in $DEEPDREAM_GIMP_ROOT or else
+# /var/cache/deepdream/gimp-root, the 3.2 one in $DEEPDREAM_GIMP_3_2_ROOT or else
+# /var/cache/deepdream/gimp-root-3.2. A root is reused while its stamp file
+# matches the suite and package list below: a second run takes well under a
+# second. The first run takes two to four minutes and about 1.3 GB. The Debian
+# mirror is the one the host's own apt sources name (or $DEEPDREAM_DEBIAN_MIRROR).
 set -euo pipefail
 
-root="${DEEPDREAM_GIMP_ROOT:-/var/cache/deepdream/gimp-root}"
-suite=trixie
+version=3.0
+action=build
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --gimp) version="${2:?--gimp needs a version: 3.0 or 3.2}"; shift ;;
+        --print) action=print ;;
+        --rebuild) action=rebuild ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) printf 'make-root: unknown option %s (see --help)\n' "$1" >&2; exit 1 ;;
+    esac
+    shift
+done
+
+# debootstrap_script: bookworm's debootstrap has no script for forky; sid's fits it.
+case "$version" in
+    3.0) root="${DEEPDREAM_GIMP_ROOT:-/var/cache/deepdream/gimp-root}"; suite=trixie; debootstrap_script="" ;;
+    3.2) root="${DEEPDREAM_GIMP_3_2_ROOT:-/var/cache/deepdream/gimp-root-3.2}"; suite=forky
+         debootstrap_script=/usr/share/debootstrap/scripts/sid ;;
+    *) printf 'make-root: no root for GIMP %s (3.0 or 3.2)\n' "$version" >&2; exit 1 ;;
+esac
 packages=(gimp python3-gi gir1.2-gimp-3.0 python3-zmq python3-msgpack
           xvfb xauth xdotool imagemagick fonts-dejavu-core)
 stamp="$root/.deepdream-root"
@@ -24,15 +44,9 @@ want="deepdream gimp root v1: $suite ${packages[*]}"
 say() { printf '==> make-root: %s\n' "$*"; }
 die() { printf 'make-root: %s\n' "$*" >&2; exit 1; }
 
-case "${1:-}" in
-    --print) echo "$root"; exit 0 ;;
-    --rebuild) rebuild=1 ;;
-    "") rebuild=0 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (see --help)" ;;
-esac
+[ "$action" = print ] && { echo "$root"; exit 0; }
 
-if [ "$rebuild" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+if [ "$action" = build ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     say "reusing $root"
     exit 0
 fi
@@ -78,7 +92,7 @@ mkdir -p "$(dirname "$root")"
 if [ -d "$work" ] && mountpoint -q "$work/proc"; then umount -l "$work/proc"; fi
 rm -rf "$work"
 say "debootstrap $suite into $work (from $mirror)"
-debootstrap --variant=minbase "$suite" "$work" "$mirror" >"$work.log" 2>&1 \
+debootstrap --variant=minbase "$suite" "$work" "$mirror" ${debootstrap_script:+"$debootstrap_script"} >"$work.log" 2>&1 \
     || { tail -n 20 "$work.log" >&2; die "debootstrap failed (log: $work.log)"; }
 
 cp -L /etc/resolv.conf "$work/etc/resolv.conf"
@@ -101,7 +115,7 @@ chroot "$work" env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
 chroot "$work" apt-get clean
 umount "$work/proc"; mounted=""
 
-chroot "$work" gimp-console-3.0 --version >/dev/null || die "gimp-console-3.0 does not run in the root"
+chroot "$work" gimp-console-"$version" --version >/dev/null || die "gimp-console-$version does not run in the root"
 chroot "$work" python3 -c 'import gi, zmq, msgpack' || die "python3-gi / zmq / msgpack missing in the root"
 
 if [ -d "$root" ]; then
@@ -111,4 +125,4 @@ fi
 mv "$work" "$root"
 mv "$work.log" "$root/var/log/deepdream-make-root.log"
 echo "$want" >"$stamp"
-say "built $root in $((SECONDS - start)) s ($(chroot "$root" gimp-console-3.0 --version | head -n1))"
+say "built $root in $((SECONDS - start)) s ($(chroot "$root" gimp-console-"$version" --version | head -n1))"
