@@ -5,7 +5,9 @@ activations of chosen layers; each step adds the loss gradient, divided by its
 standard deviation, times step_size, and clips to the network's [-1, 1] range;
 octaves run the same ascent from small sizes up to the full one. On top of it:
 tiles that bound memory, a seeded random roll (jitter), detail re-injection
-between octaves, any dtype and channel count, and cancellation."""
+between octaves, a dream size (a large image dreamed smaller, its change
+scaled up onto the original), any dtype and channel count, snapshots of the
+dream so far for previews, and cancellation."""
 
 import gc
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS, MIN_SIDE
+from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS, FULL_SIZE, MIN_SIDE
 
 from . import model as inception
 from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
@@ -59,7 +61,11 @@ class DreamEngine:
         self._functions = OrderedDict()  # canonical layer set -> _Compiled, least recently used first
 
     def dream(self, image, params=None, progress=None, should_stop=None):
-        """Dream `image` (H x W x C numpy array) and return the result, same shape and dtype."""
+        """Dream `image` (H x W x C numpy array) and return the result, same shape and dtype.
+
+        `progress(event)` is called after every step; event["snapshot"] is a
+        callable, valid during that call only, giving the dream so far (float32
+        H x W x 3 in [0, 1] at the octave's size): a preview costs only when taken."""
         params = params or DreamParams()
         unknown = [name for name in params.layers if name not in self.layers]
         if unknown:
@@ -84,6 +90,9 @@ class DreamEngine:
         original, restore = split(image)  # split's own copy: scaled in place, no second full-size array
         original *= 2.0
         original -= 1.0
+        full_size, smaller = None, dream_shape(original.shape[:2], params.dream_size)
+        if smaller:  # the network works on a scaled copy; the original waits for the dream's change
+            full_size, original = original, resize(original, smaller)
         layer_names = canonical_layers(params.layers)
         compiled = self._compiled(layer_names)
         layer_weights = tf.constant([params.layers[name] for name in layer_names], tf.float32)
@@ -111,7 +120,8 @@ class DreamEngine:
                 loss = dreaming.step(shift)
                 done_work += shape[0] * shape[1]
                 progress({"octave": octave + 1, "octaves": len(shapes), "step": step + 1,
-                          "steps": params.steps, "fraction": done_work / total_work, "loss": loss})
+                          "steps": params.steps, "fraction": done_work / total_work, "loss": loss,
+                          "snapshot": dreaming.snapshot})
             image = dreaming.result()
             if params.detail and octave + 1 < len(shapes):
                 # Put back what shrinking the original lost at this scale, so the
@@ -126,6 +136,12 @@ class DreamEngine:
                     np.clip(image, -1.0, 1.0, out=image)
                 shrunk_original = same_size_original
                 del same_size_original
+        if full_size is not None:
+            # Only the change is scaled up: the photo keeps its own detail (and its depth).
+            image -= resize(full_size, smaller)  # the scaled copy again: it was freed for the last octave
+            full_size += resize(image, full_size.shape[:2])
+            np.clip(full_size, -1.0, 1.0, out=full_size)
+            image = full_size
         return image, restore
 
     def warm_up(self, layers=DEFAULT_LAYERS):
@@ -238,6 +254,10 @@ class _WholeImage:
                                              self._step_size)
         return float(loss)
 
+    def snapshot(self):
+        """The dream so far as a new float32 array in [0, 1] (a preview's source)."""
+        return ((self._image + 1.0) / 2.0).numpy()
+
     def result(self):
         """The dreamed octave as numpy; the strategy lets go of it."""
         image, self._image = np.array(self._image), None
@@ -288,6 +308,10 @@ class _Tiles:
         image += blended
         np.clip(image, -1.0, 1.0, out=image)
         return float(np.mean(losses))
+
+    def snapshot(self):
+        """The dream so far as a new float32 array in [0, 1] (a preview's source)."""
+        return (self._image + np.float32(1.0)) / np.float32(2.0)
 
     def result(self):
         """The dreamed octave; the strategy lets go of it and of its buffer."""
@@ -357,6 +381,18 @@ def standard_deviation(array, rows_per_chunk=512):
         band -= mean
         squares += float(np.dot(band.ravel(), band.ravel()))
     return np.float32((squares / count) ** 0.5)
+
+
+def dream_shape(size, megapixels):
+    """(height, width) of the copy the network dreams for an image of `size`
+    under a dream size of `megapixels`, aspect kept and no side under
+    MIN_SIDE; None when the image is dreamed at its own size."""
+    height, width = size
+    if megapixels == FULL_SIZE or height * width <= megapixels * 1e6:
+        return None
+    factor = max((megapixels * 1e6 / (height * width)) ** 0.5, MIN_SIDE / min(height, width))
+    shape = (max(int(height * factor), MIN_SIDE), max(int(width * factor), MIN_SIDE))
+    return shape if shape[0] < height and shape[1] < width else None
 
 
 def octave_shapes(size, octaves, scale, min_side):

@@ -3,7 +3,7 @@
 from dataclasses import asdict, dataclass, field, fields
 
 from deepdream_client.quoting import shown  # these messages reach the wire, quoting a client's values
-from deepdream_client.vocabulary import AUTOMATIC_TILES, DEFAULT_DETAIL, DEFAULT_LAYERS, LAYER_WEIGHTS, PARAMS
+from deepdream_client.vocabulary import DEFAULT_DETAIL, DEFAULT_LAYERS, LAYER_WEIGHTS, OFF_VALUES, PARAMS
 
 from .errors import InvalidParams
 
@@ -20,16 +20,18 @@ class DreamParams:
     tile_size: int = PARAMS["tile_size"].default  # 0: automatic, the fewest tiles the memory budget allows
     jitter: int = PARAMS["jitter"].default
     seed: int = PARAMS["seed"].default
+    dream_size: float = PARAMS["dream_size"].default  # megapixels; 0: the network works at the image's own size
     detail: bool = DEFAULT_DETAIL  # re-inject the detail that downscaling an octave loses
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _check_layers(self.layers))
         for name, param in PARAMS.items():
             value = getattr(self, name)
-            if name == "tile_size" and value == AUTOMATIC_TILES and type(value) is int:  # 0.0, False: not automatic
+            off, meaning = OFF_VALUES.get(name, (None, ""))
+            if value == off and type(value) in ((int,) if param.kind is int else (int, float)):  # not False
                 continue
             check = _check_int if param.kind is int else _check_float
-            check(name, value, param.low, param.high, "0 (automatic) or " if name == "tile_size" else "")
+            check(name, value, param.low, param.high, f"{off} ({meaning}) or " if meaning else "")
         if not isinstance(self.detail, bool):
             raise InvalidParams("detail", f"must be true or false, got {shown(self.detail)}")
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -171,6 +172,56 @@ def test_progress_is_monotonic_and_complete(engine):
     fractions = [e["fraction"] for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert all(e["octaves"] == 3 and e["steps"] == 4 for e in events)
+
+
+def test_snapshots_show_the_dream_so_far_and_change_nothing(engine):
+    image = photo(300, 260)
+    params = DreamParams(octaves=2, steps=2, tile_size=160, step_size=0.05)  # tiled at the last octave
+    snapshots = []
+    dreamed = engine.dream(image, params, progress=lambda event: snapshots.append(event["snapshot"]()))
+    assert [s.shape for s in snapshots] == [(230, 199, 3)] * 2 + [(300, 260, 3)] * 2
+    assert all(s.dtype == np.float32 and s.min() >= 0 and s.max() <= 1 for s in snapshots)
+    assert np.abs(snapshots[-1] * 255 - dreamed).max() <= 1, "the last snapshot is the dream"
+    assert np.array_equal(dreamed, engine.dream(image, params)), "taking snapshots changes nothing"
+
+
+@pytest.mark.parametrize("height, width, megapixels", [(120, 160, 0.1), (200, 500, 0.1)])  # under, and at, the size
+def test_dream_size_at_or_above_the_image_dreams_it_bit_for_bit_as_before(engine, height, width, megapixels):
+    image = photo(height, width)
+    params = dict(octaves=2, steps=2, jitter=8)
+    assert np.array_equal(engine.dream(image, DreamParams(dream_size=megapixels, **params)),
+                          engine.dream(image, DreamParams(**params)))
+
+
+def test_dream_size_dreams_a_smaller_copy_and_keeps_the_photos_own_detail(engine):
+    # A one-pixel checkerboard is the finest detail a photo has: dreaming at
+    # 0.1 MP (63 % of the side) and scaling the result up would blur it away.
+    checker = np.where(np.add.outer(np.arange(500), np.arange(500)) % 2, 20.0, -20.0)[..., None]
+    image = np.clip(photo(500, 500, seed=5).astype(np.float32) + checker, 0, 255).astype(np.uint8)
+    params = DreamParams(octaves=2, steps=3, step_size=0.05, jitter=0)
+    shapes = []
+    dreamed = engine.dream(image, replace(params, dream_size=0.1),
+                           progress=lambda event: shapes.append(event["snapshot"]().shape))
+
+    def checker_strength(picture):
+        return float(np.mean(picture.astype(np.float32) * np.sign(checker)))
+
+    assert dreamed.shape == image.shape and dreamed.dtype == np.uint8
+    assert shapes[-1] == (316, 316, 3), "the network worked at 0.1 MP"
+    assert np.abs(dreamed.astype(int) - image).mean() > 2, "the dream should change the image visibly"
+    assert checker_strength(dreamed) > 0.8 * checker_strength(image)
+    small = tf.image.resize(image, (316, 316), antialias=True).numpy().round().astype(np.uint8)
+    scaled_up = tf.image.resize(engine.dream(small, params), (500, 500)).numpy()
+    assert abs(checker_strength(scaled_up)) < 0.2 * checker_strength(image), "a plain scaled-up dream loses it"
+
+
+def test_dream_size_keeps_16_bit_depth(engine):
+    rng = np.random.default_rng(1)
+    image = (photo(400, 300).astype(np.uint16) * 257 + rng.integers(0, 257, (400, 300, 3))).astype(np.uint16)
+    dreamed = engine.dream(image, DreamParams(dream_size=0.1, step_size=0.05, **QUICK))
+    assert dreamed.shape == image.shape and dreamed.dtype == np.uint16
+    assert np.abs(dreamed.astype(float) - image).mean() > 0.5 * 257
+    assert len(np.unique(dreamed[..., 0])) > 256 and np.any(dreamed % 257 != 0)
 
 
 def test_should_stop_ends_the_dream_within_one_step(engine):

@@ -25,7 +25,7 @@ PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-pr
 LOADING_WAIT = 300.0  # how long `dream` waits for a daemon that is still loading its model
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # the shell's convention for "ended by SIGINT"
-PARAM_OPTIONS = tuple(PARAMS)  # octaves, octave_scale, steps, step_size, tile_size, jitter, seed
+PARAM_OPTIONS = tuple(PARAMS)  # octaves, octave_scale, steps, step_size, tile_size, jitter, seed, dream_size
 
 
 class CommandError(Exception):
@@ -89,6 +89,11 @@ def build_parser():
                             "budget needs them)")
     knobs.add_argument("--jitter", type=int, metavar="PX", help="largest random shift per step (hides tile seams)")
     knobs.add_argument("--seed", type=int, metavar="N", help="random seed, for a reproducible dream")
+    knobs.add_argument("--dream-size", type=float, metavar="MP",
+                       help=f"largest size the network works at, in megapixels, {PARAMS['dream_size'].low:g}.."
+                            f"{PARAMS['dream_size'].high:g}: a larger image is dreamed at this size and the dream's "
+                            "change is scaled up onto the original, which keeps its own detail; much faster on "
+                            "large photos (default 0: full size)")
     knobs.add_argument("--no-detail", dest="detail", action="store_false", default=None,
                        help="do not put back the detail that shrinking an octave loses")
     local = dream.add_argument_group("in-process engine (used when no daemon answers)")

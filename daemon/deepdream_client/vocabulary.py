@@ -64,6 +64,9 @@ class Param(NamedTuple):
 
 
 AUTOMATIC_TILES = 0  # tile_size 0: the fewest tiles the memory budget allows; else low..high
+# dream_size 0: the network works at the image's own size; else the most megapixels it works at (a
+# larger image is dreamed at that size and the dream's change scaled up onto the original), low..high.
+FULL_SIZE = 0
 PARAMS = {
     "octaves": Param(int, 4, 1, 12),
     "octave_scale": Param(float, 1.3, 1.01, 4.0),
@@ -74,7 +77,10 @@ PARAMS = {
     # The wire takes any unsigned 32-bit seed. GIMP's int arguments are signed 32-bit, so the
     # plug-in offers 0 .. 2**31 - 1 (GIMP_SEED_MAX), the lower half of the same seeds.
     "seed": Param(int, 0, 0, 2**32 - 1),
+    "dream_size": Param(float, FULL_SIZE, 0.1, 100.0),
 }
+# The values outside a parameter's range that switch it off, said on the wire and in every interface as "0 (...)".
+OFF_VALUES = {"tile_size": (AUTOMATIC_TILES, "automatic"), "dream_size": (FULL_SIZE, "full size")}
 GIMP_SEED_MAX = 2**31 - 1
 DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
 LAYER_WEIGHTS = (-100.0, 100.0)

@@ -205,6 +205,7 @@ class Worker(threading.Thread):
 
         def progress(event):
             fraction = max(event["fraction"], (job.last_progress or {}).get("fraction", 0.0))
+            event = {key: value for key, value in event.items() if key != "snapshot"}  # a callable: not for the wire
             self.outbox.post(job, {"type": "progress", "id": job.request_id, **event, "fraction": fraction})
 
         while True:
