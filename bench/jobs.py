@@ -2,7 +2,7 @@
 process stays light: only the processes doing the work load the model)."""
 
 import numpy as np
-from deepdream_client.vocabulary import PARAMS
+from deepdream_client.vocabulary import AUTOMATIC_TILES, PARAMS, PRESETS
 
 from .photo import large_photo, seed_job_image, upscaled
 
@@ -10,6 +10,8 @@ OCTAVE_SCALE = 1.30
 SEED_OCTAVES = 5  # the article's n in range(-2, 3)
 SEED_STEPS = 50
 SEED_STEP_SIZE = 0.01
+# The plug-in's Classic preset, its tile size left at 0 (automatic): the 12 MP job's parameters.
+CLASSIC = {**PRESETS["classic"][1], "tile_size": AUTOMATIC_TILES}
 
 # docs/design.md section 4: InceptionV3 up to mixed5, forward + input gradient, is
 # about 44 GFLOP at 512x512; convolutions scale with the pixel count.

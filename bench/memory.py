@@ -2,6 +2,7 @@
 whether a 24 MP dream fits on a laptop."""
 
 import os
+import sys
 from pathlib import Path
 
 
@@ -32,3 +33,19 @@ def cpu_seconds(pid="self"):
     this is steadier than wall time: waiting for a core does not count."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def device_peak_mib():
+    """The most GPU memory this process's framework held at once, in MiB (PyTorch's
+    allocator or JAX's first device); None on a CPU or where the framework does not say.
+    Asks only a framework already loaded: TensorFlow's, the default, is not asked."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        device = jax.devices()[0]
+        stats = device.memory_stats() if device.platform == "gpu" else None
+        if stats and "peak_bytes_in_use" in stats:
+            return stats["peak_bytes_in_use"] / 2**20
+    return None

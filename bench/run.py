@@ -8,32 +8,17 @@ load; the ratios measured in one run are the figures to quote, with the load."""
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
-from deepdream_client.vocabulary import AUTOMATIC_TILES, PRESETS
 
 from . import report
 from .daemon_side import WarmDaemon
-from .jobs import GFLOP_PER_PIXEL_STEP, engine_pixel_steps, psnr, seed_job
-from .sides import RESULT_MARK
+from .jobs import CLASSIC, GFLOP_PER_PIXEL_STEP, engine_pixel_steps, psnr, seed_job
+from .sides import run_side
 
 JOBS = ("seed", "levers", "12mp", "24mp", "4000x3000", "overlap")
-# The plug-in's Classic preset, its tile size left at 0 (automatic).
-CLASSIC = {**PRESETS["classic"][1], "tile_size": AUTOMATIC_TILES}
-
-
-def run_side(task):
-    """Run one side in a fresh process; its result dict."""
-    completed = subprocess.run([sys.executable, "-m", "bench.sides", json.dumps(task)],
-                               capture_output=True, text=True)
-    for line in completed.stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK):])
-    raise RuntimeError(f"bench side {task['side']} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
 
 
 def load_average():

@@ -3,9 +3,13 @@ is its own: `python -m bench.sides '<json task>'` prints one result line.
 
 Tasks: {"side": "seed", "steps": N, "out": DIR} runs the article's loop;
 {"side": "engine", "image": SPEC, "params": {...}, "precision": P, "out": DIR}
-runs dream_engine in-process, warm (load and first trace are timed apart)."""
+runs dream_engine in-process, warm (load and first trace are timed apart);
+"backend": NAME picks the Keras backend, "runs": N dreams the image N times
+(the first pays for compiling its sizes where the backend compiles per shape).
+run_side(task) is the parent's side: it starts such a process."""
 
 import json
+import subprocess
 import sys
 import time
 
@@ -15,6 +19,16 @@ from . import memory
 from .jobs import make_image, seed_job
 
 RESULT_MARK = "BENCH_RESULT "
+
+
+def run_side(task, timeout=None):
+    """Run one side in a fresh process; its result dict."""
+    completed = subprocess.run([sys.executable, "-m", "bench.sides", json.dumps(task)],
+                               capture_output=True, text=True, timeout=timeout)
+    for line in completed.stdout.splitlines():
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    raise RuntimeError(f"bench side {task['side']} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
 
 
 def run_seed(task):
@@ -36,6 +50,10 @@ def run_seed(task):
 
 
 def run_engine(task):
+    if task.get("backend"):
+        from dream_engine import startup
+
+        startup.use_backend(task["backend"])  # before Keras loads: it fixes its backend at import
     from dream_engine import DreamEngine, DreamParams
 
     started = time.perf_counter()
@@ -47,15 +65,22 @@ def run_engine(task):
     image = make_image(task["image"])
     rss_before = memory.rss_mib()
     memory.reset_peak()
-    losses = []
-    cpu_started, started = memory.cpu_seconds(), time.perf_counter()
-    dreamed = engine.dream(image, params, progress=lambda event: losses.append(event["loss"]))
-    seconds, cpu_s = time.perf_counter() - started, memory.cpu_seconds() - cpu_started
+    runs = []
+    for _ in range(task.get("runs", 1)):
+        losses = []
+        cpu_started, started, compiled = memory.cpu_seconds(), time.perf_counter(), engine.compile_seconds
+        dreamed = engine.dream(image, params, progress=lambda event, losses=losses: losses.append(event["loss"]))
+        runs.append({"seconds": time.perf_counter() - started, "cpu_s": memory.cpu_seconds() - cpu_started,
+                     "compile_s": engine.compile_seconds - compiled, "losses": losses})
     _save(task, task.get("name", "engine"), dreamed)
-    return {"seconds": seconds, "cpu_s": cpu_s, "load_s": load_s, "step_losses": losses, "shape": list(dreamed.shape),
+    return {"seconds": runs[0]["seconds"], "cpu_s": runs[0]["cpu_s"], "load_s": load_s,
+            "step_losses": runs[0]["losses"], "shape": list(dreamed.shape),
             "precision": engine.precision, "batch_norm_folded": engine.batch_norm_folded,
             "rss_before_mib": rss_before, "peak_rss_mib": memory.peak_rss_mib(),
-            "memory_budget_mib": engine.memory_budget_mib, "octaves": octave_work(engine, image, params)}
+            "memory_budget_mib": engine.memory_budget_mib, "octaves": octave_work(engine, image, params),
+            "runs": [{key: value for key, value in run.items() if key != "losses"} for run in runs],
+            "backend": getattr(engine, "backend", "tensorflow"), "device": engine.device,
+            "device_peak_mib": memory.device_peak_mib(), "tensorflow_loaded": "tensorflow" in sys.modules}
 
 
 def octave_work(engine, image, params):
