@@ -19,7 +19,8 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deepdream_client.layer_spec import format_layers, parse_layers  # standard library only, like the vocabulary
-from deepdream_client.vocabulary import DEFAULT_ENDPOINT, DEFAULT_LAYERS, GIMP_SEED_MAX, MIN_SIDE, PARAMS
+from deepdream_client.vocabulary import (AUTOMATIC_TILES, DEFAULT_ENDPOINT, DEFAULT_LAYERS, FULL_SIZE, GIMP_SEED_MAX,
+                                         MIN_SIDE, PARAMS)
 from deepdream_client.vocabulary import PRESETS as NAMED_PRESETS
 try:
     from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError, resolve_endpoint
@@ -31,6 +32,12 @@ except ImportError as error:  # still register, and say what to install when use
 PROC_NAME = 'python-fu-deepdream'
 DREAM_SILENCE = 60.0     # no word about the dream for this long (the daemon sends one a second): it is lost
 CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (less around small ones)
+# The dialog's and scripts' default dream size (megapixels): a larger layer is dreamed at this size and
+# the dream's change scaled up onto it (provisional: the lead fixes it from H1's measurements).
+DREAM_SIZE = 2.0
+# Live previews on the canvas: sharper than the daemon's default 512 px on a full-window canvas; the
+# daemon's interval (2 s within an octave, and at each octave's end) is kept.
+PREVIEW = {'max_side': 1024}
 
 # The Preset menu: name -> (label, values of PRESET_KEYS); "custom" keeps the arguments.
 PRESET_KEYS = ('layers', 'octaves', 'octave-scale', 'steps', 'step-size')
@@ -58,7 +65,8 @@ def dream_values(config):
     params = {'layers': layers_field(values['layers'] or ''), 'octaves': values['octaves'],
               'octave_scale': values['octave-scale'], 'steps': values['steps'],
               'step_size': values['step-size'], 'jitter': config.get_property('jitter'),
-              'tile_size': config.get_property('tile-size'), 'seed': config.get_property('seed')}
+              'tile_size': config.get_property('tile-size'), 'seed': config.get_property('seed'),
+              'dream_size': config.get_property('dream-size')}
     summary = (f"{PRESETS[preset][0] if preset != 'custom' else values['layers'].replace(' ', '')}, "
                f"{values['octaves']}x{values['steps']} steps, seed {params['seed']}")
     return params, summary
@@ -144,6 +152,83 @@ def show_progress(event):
     Gimp.progress_update(min(1.0, max(0.0, float(event.get('fraction') or 0.0))))
 
 
+class CanvasPreview:
+    """The dream so far, in a layer above the source while the daemon works (docs/protocol.md: previews).
+
+    The layer is added and removed with the image's undo frozen, and its pixels are written straight
+    into its buffer (which records no undo), so the undo history never sees it: every way out the
+    plug-in controls removes it and leaves the image and its history as they were. GIMP kills a
+    plug-in whose progress bar the user cancels; what that leaves is the preview layer alone (named
+    so), outside the undo history, with undo working as before."""
+
+    def __init__(self, image, source, region, summary):
+        self.image, self.source, self.region, self.summary = image, source, region, summary
+        self.layer = None
+        self.selected = image.get_selected_layers()
+
+    def show(self, event):
+        preview = event.get('preview')
+        if not isinstance(preview, dict) or preview.get('format') != 'raw' or preview.get('channels') != 3:
+            return
+        if self.layer is None:
+            self.layer = self._add()
+        x, y, w, h = self.region
+        width, height = preview['width'], preview['height']
+        small = Gegl.Buffer.new("R'G'B' u8", 0, 0, width, height)
+        small.set(Gegl.Rectangle.new(0, 0, width, height), "R'G'B' u8", preview['pixels'])
+        # GEGL scales it to the dreamed region and writes it into the layer, not Python pixel by pixel.
+        graph = Gegl.Node()
+        source = graph.create_child('gegl:buffer-source')
+        source.set_property('buffer', small)
+        scale = graph.create_child('gegl:scale-size')
+        scale.set_property('x', float(w))
+        scale.set_property('y', float(h))
+        scale.set_property('abyss-policy', Gegl.AbyssPolicy.CLAMP)
+        move = graph.create_child('gegl:translate')
+        move.set_property('x', float(x))
+        move.set_property('y', float(y))
+        crop = graph.create_child('gegl:crop')  # a scaled edge's fraction of a pixel stays inside the region
+        for key, value in zip(('x', 'y', 'width', 'height'), (x, y, w, h)):
+            crop.set_property(key, float(value))
+        buffer = self.layer.get_buffer()
+        sink = graph.create_child('gegl:write-buffer')
+        sink.set_property('buffer', buffer)
+        source.link(scale)
+        scale.link(move)
+        move.link(crop)
+        crop.link(sink)
+        sink.process()
+        buffer.flush()
+        self.layer.update(x, y, w, h)
+        Gimp.displays_flush()
+
+    def _add(self):
+        kind = Gimp.ImageType.RGBA_IMAGE if self.source.is_rgb() else Gimp.ImageType.GRAYA_IMAGE
+        self.image.undo_freeze()
+        try:
+            layer = Gimp.Layer.new(self.image, f'DeepDream preview ({self.summary})', self.source.get_width(),
+                                   self.source.get_height(), kind, 100.0, Gimp.LayerMode.NORMAL)
+            self.image.insert_layer(layer, self.source.get_parent(), self.image.get_item_position(self.source))
+            layer.set_offsets(*self.source.get_offsets()[1:])
+            layer.fill(Gimp.FillType.TRANSPARENT)
+        finally:
+            self.image.undo_thaw()
+        return layer
+
+    def remove(self):
+        if self.layer is None:
+            return
+        layer, self.layer = self.layer, None
+        if layer.is_valid():
+            self.image.undo_freeze()
+            try:
+                self.image.remove_layer(layer)
+            finally:
+                self.image.undo_thaw()
+            self.image.set_selected_layers([each for each in self.selected if each.is_valid()])
+            Gimp.displays_flush()
+
+
 def deepdream(procedure, run_mode, image, drawables, config, data):
     if len(drawables) == 1 and isinstance(drawables[0], Gimp.LayerMask):  # a selected mask: dream its layer
         drawables = [Gimp.Layer.from_mask(drawables[0])]
@@ -158,12 +243,21 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     Gegl.init(None)
     source = drawables[0]
+    preview = None
     try:
         params, summary = dream_values(config)
         x, y, w, h = dream_region(source, image)
         fmt, dtype, channels = pixel_format(source, image.get_precision())
         rect = Gegl.Rectangle.new(x, y, w, h)
         pixels = read_pixels(source, rect, fmt, dtype)
+        # Someone watches the canvas in the dialog's run and in Filters > Repeat; a script gains nothing.
+        if run_mode != Gimp.RunMode.NONINTERACTIVE:
+            preview = CanvasPreview(image, source, (x, y, w, h), summary)
+
+        def progress(event):
+            show_progress(event)
+            if preview is not None:
+                preview.show(event)
 
         endpoint = resolve_endpoint((config.get_property('endpoint') or '').strip() or None)
         Gimp.progress_init('DeepDream')
@@ -171,9 +265,12 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         try:
             ensure_daemon(client, on_wait=show_waiting)
             Gimp.progress_set_text('DeepDream: sending the image...')
-            result = client.dream(pixels, w, h, channels, dtype, params, progress=show_progress)
+            result = client.dream(pixels, w, h, channels, dtype, params, progress=progress,
+                                  preview=PREVIEW if preview is not None else None)
         finally:
             client.close()
+            if preview is not None:
+                preview.remove()
     except DaemonError as error:
         return failure(procedure, f'The DeepDream daemon could not dream this image ({error.code}):\n{error.message}')
     except DaemonUnavailable as error:
@@ -219,10 +316,51 @@ def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     return procedure.new_return_values(status, GLib.Error(message))
 
 
+# The dialog: what shapes the dream first, the technical settings folded away under "Advanced".
+ARTISTIC = ('preset', 'layers', 'steps', 'step-size', 'octaves', 'octave-scale', 'dream-size', 'seed')
+ADVANCED = ('tile-size', 'jitter', 'endpoint')
+# Per numeric field: its step (arrow keys, + and -), page step (Page Up/Down) and decimals, which GIMP
+# would guess from the range alone (0.008 + 0.01 for the step size, 512 + 1 for the tile size), and
+# for the artistic ones a slider over the useful values (a typed value may go past it, within the
+# range). A slider, not GIMP's default labelled spinner: that one logs a LibGimpWidgets-CRITICAL
+# for the step size's range (1e-05..1) as GIMP 3.0.4 builds it.
+SPINNERS = {'steps': (1, 10, 0, (1, 100)), 'step-size': (0.001, 0.005, 3, (0.001, 0.05)),
+            'octaves': (1, 2, 0, (1, 8)), 'octave-scale': (0.05, 0.1, 2, (1.1, 2.0)),
+            'dream-size': (0.5, 1.0, 1, (0, 24)), 'seed': (1, 100, 0, None),
+            'tile-size': (64, 256, 0, None), 'jitter': (4, 16, 0, None)}
+
+
+def matching_preset(config):
+    """The named preset whose values the fields hold, else custom."""
+    values = tuple(config.get_property(key) for key in PRESET_KEYS)
+    return next((name for name, (_, preset) in PRESETS.items() if preset and same_values(preset, values)), 'custom')
+
+
+def same_values(a, b):
+    return all(abs(x - y) < 1e-9 if isinstance(x, float) else x == y for x, y in zip(a, b))
+
+
 def run_dialog(procedure, config):
     GimpUi.init(PROC_NAME)
+    # The dialog opens on the preset its values are (the defaults are Classic DeepDream's), and a named
+    # preset (from the last run or a script) shows the values it dreams with.
+    preset = config.get_property('preset')
+    if PRESETS.get(preset, (None, None))[1]:
+        for key, value in zip(PRESET_KEYS, PRESETS[preset][1]):
+            config.set_property(key, value)
+    else:
+        config.set_property('preset', matching_preset(config))
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
-    dialog.fill(None)
+    for name, (step, page, digits, slider) in SPINNERS.items():
+        spinner = dialog.get_widget(name, (GimpUi.SpinScale if slider else GimpUi.LabelSpin).__gtype__)
+        spinner.set_digits(digits)
+        spinner.set_increments(step, page)
+        if slider:
+            spinner.set_scale_limits(*slider)
+    dialog.fill_box('advanced-fields', list(ADVANCED))
+    dialog.get_label('advanced-title', 'Advanced', False, False)
+    dialog.fill_expander('advanced', 'advanced-title', False, 'advanced-fields')
+    dialog.fill([*ARTISTIC, 'advanced'])
     applying = []
 
     def preset_changed(*_):  # a preset fills its fields...
@@ -235,7 +373,7 @@ def run_dialog(procedure, config):
 
     def field_changed(*_):  # ...and editing one of them makes it custom
         values = PRESETS.get(config.get_property('preset'), (None, None))[1]
-        if values and not applying and any(config.get_property(k) != v for k, v in zip(PRESET_KEYS, values)):
+        if values and not applying and not same_values(values, [config.get_property(k) for k in PRESET_KEYS]):
             config.set_property('preset', 'custom')
 
     config.connect('notify::preset', preset_changed)
@@ -249,12 +387,13 @@ def run_dialog(procedure, config):
 def add_param(procedure, name, label, blurb):
     """A dream parameter's argument, its range and default from the shared vocabulary.
     GIMP's int arguments are signed 32-bit: the seed offers the lower half of the
-    wire's seeds; tile-size also takes 0, automatic."""
+    wire's seeds; tile-size also takes 0, automatic, and dream-size 0, full size."""
     param = PARAMS[name.replace('-', '_')]
-    low = param.default if name == 'tile-size' else param.low
+    low = {'tile-size': AUTOMATIC_TILES, 'dream-size': FULL_SIZE}.get(name, param.low)
     high = min(param.high, GIMP_SEED_MAX) if name == 'seed' else param.high
+    default = DREAM_SIZE if name == 'dream-size' else param.default
     add = procedure.add_int_argument if param.kind is int else procedure.add_double_argument
-    add(name, label, blurb, low, high, param.default, GObject.ParamFlags.READWRITE)
+    add(name, label, blurb, low, high, default, GObject.ParamFlags.READWRITE)
 
 
 class DeepDream(Gimp.PlugIn):
@@ -282,21 +421,35 @@ class DeepDream(Gimp.PlugIn):
         presets = Gimp.Choice.new()
         for index, (key, (label, _)) in enumerate(PRESETS.items()):
             presets.add(key, index, label, '')
-        procedure.add_choice_argument('preset', '_Preset', 'Fills layers, octaves, scale, steps and step size',
+        # Labels for painters; each mnemonic (the underlined letter) is the field's own, and none is a
+        # button's (_OK, _Cancel, _Reset, _Help, _Load and _Save Settings).
+        procedure.add_choice_argument('preset', '_Preset', 'A tested combination of network layers, octaves, '
+                                      'octave scale, steps and step size; editing one of them makes it Custom',
                                       presets, 'custom', rw)
-        procedure.add_string_argument('layers', '_Layers', 'InceptionV3 layers and weights, e.g. mixed2:1,mixed5:1 '
-                                      '(low mixed0-2: strokes and textures; mixed3-5: patterns, eyes; '
-                                      'mixed6-10: objects)', format_layers(DEFAULT_LAYERS), rw)
-        add_param(procedure, 'octaves', '_Octaves', 'Scales dreamed, the last at full size')
-        add_param(procedure, 'octave-scale', 'Octave _scale', 'Size ratio between octaves')
-        add_param(procedure, 'steps', 'S_teps', 'Gradient ascent steps per octave')
-        add_param(procedure, 'step-size', 'Step si_ze', 'Strength of each step')
+        procedure.add_string_argument('layers', '_Network layers', 'Which layers of the InceptionV3 network the '
+                                      'dream amplifies, with weights, e.g. mixed2:1,mixed5:1. The layers are '
+                                      'mixed0 to mixed10: mixed0-mixed2 paint strokes and fine textures, '
+                                      'mixed3-mixed5 patterns and eyes, mixed6-mixed10 whole objects and creatures',
+                                      format_layers(DEFAULT_LAYERS), rw)
+        add_param(procedure, 'octaves', 'Octa_ves', 'How many scales are dreamed, from small to full size: '
+                  'more octaves grow larger, more structured forms')
+        add_param(procedure, 'octave-scale', 'Octave sc_ale', 'Size ratio between two octaves (1.3 is classic)')
+        add_param(procedure, 'steps', 'S_teps per octave', 'Strength, with the step size: more steps give a '
+                  'stronger, more saturated dream and a longer wait')
+        add_param(procedure, 'step-size', 'Step si_ze', 'Strength of each step: small values are gentle, large '
+                  'ones burn in quickly')
         add_param(procedure, 'jitter', '_Jitter', 'Largest random shift per step, in pixels (hides tile seams)')
         add_param(procedure, 'tile-size', 'T_ile size', "0: Automatic (one piece when the image fits the daemon's "
                   f"memory budget). Else the tile side in pixels, {PARAMS['tile_size'].low} or more")
-        add_param(procedure, 'seed', 'See_d', 'Random seed: the same seed gives the same dream')
-        procedure.add_string_argument('endpoint', '_Endpoint', 'Daemon address; empty: $DEEPDREAM_ENDPOINT, '
-                                      f'else the installed setting, else {DEFAULT_ENDPOINT}', '', rw)
+        add_param(procedure, 'seed', 'S_eed', 'The same seed with the same values and image gives the same '
+                  'dream; change it for a variation')
+        procedure.add_string_argument('endpoint', 'Dae_mon address', 'Where the DeepDream daemon listens; empty: '
+                                      '$DEEPDREAM_ENDPOINT, else the setting install.sh recorded, else '
+                                      f'{DEFAULT_ENDPOINT}', '', rw)
+        dream_size = PARAMS['dream_size']
+        add_param(procedure, 'dream-size', '_Dream size (megapixels)', 'A larger layer is dreamed at this size and '
+                  'the dream scaled up onto it, keeping its own detail: quicker, and the forms stay large on a big '
+                  f'photo. 0: dream at full size; else {dream_size.low:g} to {dream_size.high:g}')
         return procedure
 
 
