@@ -147,6 +147,15 @@ if wanted != settings:
         json.dump(wanted, handle, indent=2)
         handle.write("\n")
     os.replace(path + ".tmp", path)
-print(f"==> GIMP starts the daemon when needed with {daemon} ({path})")
+# Another checkout's install may have recorded its own daemon: replacing it changes which daemon GIMP
+# starts, so say so, with what it was.
+before = settings.get("start_command")
+if before is None:
+    print(f"==> GIMP starts the daemon when needed with {daemon} (recorded in {path})")
+elif before != wanted["start_command"]:
+    shown = " ".join(map(str, before)) if isinstance(before, list) else json.dumps(before)
+    print(f"==> Changed {path}: GIMP now starts the daemon with {daemon}, no longer with {shown}")
+else:
+    print(f"==> GIMP starts the daemon when needed with {daemon} ({path}, unchanged)")
 PY
 done
