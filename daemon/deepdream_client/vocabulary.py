@@ -48,6 +48,9 @@ STOP_MESSAGES = {
 # -- the engine and its limits ------------------------------------------------------------------------
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# Keras's backends the engine runs on (dream_engine/backends/); the choice is process-wide, made before Keras loads.
+BACKENDS = ("tensorflow", "jax", "torch")
+DEFAULT_BACKEND = "tensorflow"  # the required dependency; jax and torch are pyproject extras
 MIN_SIDE = 75  # InceptionV3's smallest input (Keras documents it; its stride-2 stem needs it)
 # The largest image (width x height) a dream accepts unless told otherwise, in the daemon
 # (--max-pixels) and in-process alike: an 8000 x 5000 photo; memory, not the network, is the bound.
