@@ -3,8 +3,10 @@
 import os
 import platform
 import subprocess
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .jobs import psnr
 
@@ -77,3 +79,19 @@ def _short(value):
     if isinstance(value, list) and value and isinstance(value[0], float):
         return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
     return str(value)
+
+
+CROP = (800, 600)  # width, height: a picture's centre as a viewer shows it at 100 %
+THUMBNAIL = (1200, 1200)
+
+
+def save_views(image, folder, name):
+    """`image`'s centre (CROP) and a thumbnail of the whole, as PNG files in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    height, width = image.shape[:2]
+    top, left = max(0, (height - CROP[1]) // 2), max(0, (width - CROP[0]) // 2)
+    Image.fromarray(image[top : top + CROP[1], left : left + CROP[0]]).save(folder / f"{name}-centre.png")
+    whole = Image.fromarray(image)
+    whole.thumbnail(THUMBNAIL)
+    whole.save(folder / f"{name}-whole.png")

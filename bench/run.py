@@ -1,4 +1,5 @@
-"""python -m bench [--quick] [--job seed|levers|12mp|24mp|4000x3000|overlap|all] [--precision P] [--json OUT]
+"""python -m bench [--quick] [--job seed|levers|12mp|24mp|4000x3000|overlap|dream-size|all] [--precision P]
+[--json OUT] [--crops DIR]
 
 Every side of a comparison runs in this same run, one after the other (never
 side by side: they would share the cores), each in its own process so that its
@@ -15,10 +16,12 @@ import numpy as np
 
 from . import report
 from .daemon_side import WarmDaemon
-from .jobs import CLASSIC, GFLOP_PER_PIXEL_STEP, engine_pixel_steps, psnr, seed_job
+from .jobs import CLASSIC, GFLOP_PER_PIXEL_STEP, engine_pixel_steps, make_image, psnr, seed_job
 from .sides import run_side
 
-JOBS = ("seed", "levers", "12mp", "24mp", "4000x3000", "overlap")
+DREAM_SIZES_MP = (1.0, 2.0, 4.0)
+
+JOBS = ("seed", "levers", "12mp", "24mp", "4000x3000", "overlap", "dream-size")
 
 
 def load_average():
@@ -176,8 +179,36 @@ def overlap(args, out):
     return [], {"precision": result["precision"], "work_12mp": result["work_12mp"], "load": load_average()}
 
 
+def dream_size(args, out):
+    """A 24 MP photo at the Classic preset dreamed at full size and at dream
+    sizes of 1, 2 and 4 MP, against a 1 MP photo dreamed directly: what a
+    dream size saves in seconds and memory (ratios: against full size). With
+    --crops, each result's centre (what a viewer shows at 100 %) and a
+    thumbnail of the whole are written there as PNG, to judge how they look."""
+    spec, direct, sizes = ("1500x1000x3", "612x408x3", (0.25, 0.5, 1.0)) if args.quick else \
+        ("6000x4000x3", "1224x816x3", DREAM_SIZES_MP)  # 1224x816: what dream size 1 dreams a 6000x4000 photo at
+    params = {**CLASSIC, "octaves": 2, "steps": 2} if args.quick else CLASSIC
+    sides = [("full size", spec, params)] + [(f"dream size {size:g} MP", spec, {**params, "dream_size": size})
+                                             for size in sizes] + [("directly", direct, params)]
+    rows, details, reference = [], {"load_before": load_average()}, None
+    if args.crops:
+        report.save_views(make_image(spec), args.crops, "input")
+    for number, (label, image, side_params) in enumerate(sides):
+        name = f"dream-size-{number}"
+        result = run_side({"side": "engine", "image": image, "params": side_params, "precision": args.precision,
+                           "name": name, "out": out})
+        reference = reference or result
+        rows.append(_row("dream-size", f"engine, {image}, {label}", result["precision"], result,
+                         engine_pixel_steps(result["octaves"], side_params), reference))
+        details[f"octaves, {label}"] = "; ".join(octave["size"] for octave in result["octaves"])
+        if args.crops:
+            report.save_views(np.load(f"{out}/{name}.npy"), args.crops, f"{number}-{label.replace(' ', '-')}")
+    details["load_after"] = load_average()
+    return rows, details
+
+
 RUNNERS = {"seed": seed_comparison, "levers": levers, "12mp": twelve_mp, "24mp": big_photo, "4000x3000": tile_memory,
-           "overlap": overlap}
+           "overlap": overlap, "dream-size": dream_size}
 
 
 def _row(job, side, precision, result, pixel_steps, reference):
@@ -205,6 +236,8 @@ def main(argv=None):
                         help="seed job: seed-loop / daemon pairs, alternating which goes first (default 3; "
                              "--quick runs 1)")
     parser.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
+    parser.add_argument("--crops", metavar="DIR",
+                        help="dream-size job: also write each result's 800x600 centre and a thumbnail as PNG here")
     args = parser.parse_args(argv)
 
     jobs = JOBS if args.job == "all" else (args.job,)

@@ -85,11 +85,12 @@ def run_engine(task):
 
 def octave_work(engine, image, params):
     """Each octave's size, tile count and tile, and the network pixels one of its steps computes."""
-    from dream_engine.engine import octave_shapes
+    from dream_engine.engine import dream_shape, octave_shapes
     from deepdream_client.vocabulary import MIN_SIDE
 
     work = []
-    for shape in octave_shapes(image.shape[:2], params.octaves, params.octave_scale, MIN_SIDE):
+    dreamed = dream_shape(image.shape[:2], params.dream_size) or image.shape[:2]  # what the network works at
+    for shape in octave_shapes(dreamed, params.octaves, params.octave_scale, MIN_SIDE):
         layout = engine.tile_layout(shape, params)
         work.append({"size": f"{shape[1]}x{shape[0]}", "image_px": shape[0] * shape[1], "tiles": len(layout),
                      "tile": f"{layout.tile_width}x{layout.tile_height}", "network_px": layout.network_pixels})
