@@ -157,14 +157,17 @@ class CanvasPreview:
 
     The layer is added and removed with the image's undo frozen, and its pixels are written straight
     into its buffer (which records no undo), so the undo history never sees it: every way out the
-    plug-in controls removes it and leaves the image and its history as they were. GIMP kills a
-    plug-in whose progress bar the user cancels; what that leaves is the preview layer alone (named
-    so), outside the undo history, with undo working as before."""
+    plug-in controls removes it and leaves the image and its history as they were. GIMP marks an
+    image changed even for what it does not record (gimp_image_undo_push dirties it before it looks
+    at the freeze), so an image that was unchanged is marked clean again. GIMP kills a plug-in whose
+    progress bar the user cancels; that leaves the preview layer (named so) outside the undo history,
+    and the image marked changed."""
 
     def __init__(self, image, source, region, summary):
         self.image, self.source, self.region, self.summary = image, source, region, summary
         self.layer = None
         self.selected = image.get_selected_layers()
+        self.was_clean = not image.is_dirty()
 
     def show(self, event):
         preview = event.get('preview')
@@ -226,6 +229,8 @@ class CanvasPreview:
             finally:
                 self.image.undo_thaw()
             self.image.set_selected_layers([each for each in self.selected if each.is_valid()])
+            if self.was_clean:
+                self.image.clean_all()
             Gimp.displays_flush()
 
 
