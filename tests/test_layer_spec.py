@@ -55,6 +55,7 @@ def test_target_key_is_split_targets_inverse():
     ("mixed5[a]", "channel 'a' is not a non-negative integer"),
     ("mixed5[1,,2]", "channel '' is not a non-negative integer"),
     ("mixed5[²]", "channel '²' is not a non-negative integer"),
+    ("mixed5[1:3]", "channel '1:3' is not a non-negative integer"),
     ("mixed5[4,2,4]", "channel 4 named more than once"),
 ])
 def test_malformed_targets_say_what_is_wrong(key, message):
@@ -68,6 +69,7 @@ def test_malformed_targets_say_what_is_wrong(key, message):
     ("", "no layer named"),
     (" , ", "no layer named"),
     ("mixed5:x", "the weight after ':' must be a number"),
+    ("mixed5[1]:0.5:2", "the weight after ':' must be a number"),
     ("mixed5[1,2]:", None),  # an empty weight weighs 1, as for a plain name
 ])
 def test_weights_and_empty_specs(text, message):

@@ -18,7 +18,8 @@ def parse_layers(text):
     user on a bad weight, a malformed channel list or no layer at all."""
     layers = {}
     for item in filter(None, (part.strip() for part in _split_terms(text))):
-        target, _, weight = item.rpartition(":") if ":" in item else (item, "", "")
+        weight_at = item.find(":", item.rfind("]") + 1)  # a ':' inside a channel list is the channel's error
+        target, weight = (item, "") if weight_at < 0 else (item[:weight_at], item[weight_at + 1:])
         try:
             value = float(weight) if weight.strip() else 1.0
         except ValueError:
