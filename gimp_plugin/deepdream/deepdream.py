@@ -152,6 +152,30 @@ def show_progress(event):
     Gimp.progress_update(min(1.0, max(0.0, float(event.get('fraction') or 0.0))))
 
 
+def scale_into(buffer, rgb, width, height, region):
+    """Scale `width` x `height` RGB u8 pixels to the (x, y, w, h) region of `buffer`, by GEGL (not
+    Python pixel by pixel), in whatever format the buffer has (RGBA, or gray for a gray layer)."""
+    x, y, w, h = region
+    small = Gegl.Buffer.new("R'G'B' u8", 0, 0, width, height)
+    small.set(Gegl.Rectangle.new(0, 0, width, height), "R'G'B' u8", rgb)
+    graph = Gegl.Node()
+    steps = [('gegl:buffer-source', {'buffer': small}),
+             ('gegl:scale-size', {'x': float(w), 'y': float(h), 'abyss-policy': Gegl.AbyssPolicy.CLAMP}),
+             ('gegl:translate', {'x': float(x), 'y': float(y)}),
+             # a scaled edge's fraction of a pixel stays inside the region
+             ('gegl:crop', {'x': float(x), 'y': float(y), 'width': float(w), 'height': float(h)}),
+             ('gegl:write-buffer', {'buffer': buffer})]
+    nodes = []
+    for operation, properties in steps:
+        node = graph.create_child(operation)
+        for key, value in properties.items():
+            node.set_property(key, value)
+        if nodes:
+            nodes[-1].link(node)
+        nodes.append(node)
+    nodes[-1].process()
+
+
 class CanvasPreview:
     """The dream so far, in a layer above the source while the daemon works (docs/protocol.md: previews).
 
@@ -176,31 +200,8 @@ class CanvasPreview:
         if self.layer is None:
             self.layer = self._add()
         x, y, w, h = self.region
-        width, height = preview['width'], preview['height']
-        small = Gegl.Buffer.new("R'G'B' u8", 0, 0, width, height)
-        small.set(Gegl.Rectangle.new(0, 0, width, height), "R'G'B' u8", preview['pixels'])
-        # GEGL scales it to the dreamed region and writes it into the layer, not Python pixel by pixel.
-        graph = Gegl.Node()
-        source = graph.create_child('gegl:buffer-source')
-        source.set_property('buffer', small)
-        scale = graph.create_child('gegl:scale-size')
-        scale.set_property('x', float(w))
-        scale.set_property('y', float(h))
-        scale.set_property('abyss-policy', Gegl.AbyssPolicy.CLAMP)
-        move = graph.create_child('gegl:translate')
-        move.set_property('x', float(x))
-        move.set_property('y', float(y))
-        crop = graph.create_child('gegl:crop')  # a scaled edge's fraction of a pixel stays inside the region
-        for key, value in zip(('x', 'y', 'width', 'height'), (x, y, w, h)):
-            crop.set_property(key, float(value))
         buffer = self.layer.get_buffer()
-        sink = graph.create_child('gegl:write-buffer')
-        sink.set_property('buffer', buffer)
-        source.link(scale)
-        scale.link(move)
-        move.link(crop)
-        crop.link(sink)
-        sink.process()
+        scale_into(buffer, preview['pixels'], preview['width'], preview['height'], self.region)
         buffer.flush()
         self.layer.update(x, y, w, h)
         Gimp.displays_flush()
