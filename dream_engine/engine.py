@@ -7,17 +7,21 @@ octaves run the same ascent from small sizes up to the full one. On top of it:
 tiles that bound memory, a seeded random roll (jitter), detail re-injection
 between octaves, a dream size (a large image dreamed smaller, its change
 scaled up onto the original), any dtype and channel count, snapshots of the
-dream so far for previews, and cancellation."""
+dream so far for previews, and cancellation.
+
+The step is written once, with keras.ops, for every Keras backend; taking
+its gradient and compiling it are the backend's (dream_engine.backends)."""
 
 import gc
 import time
 from collections import OrderedDict, namedtuple
 from pathlib import Path
 
+import keras
 import numpy as np
-import tensorflow as tf
 from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS, FULL_SIZE, MIN_SIDE
 
+from . import backends
 from . import model as inception
 from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
 from .params import DEFAULT_LAYERS, DreamParams
@@ -34,6 +38,8 @@ class DreamEngine:
         if model not in inception.MODELS:
             raise InvalidParams("model", f"must be one of {', '.join(inception.MODELS)}, got {model!r}")
         self.model = model
+        self.backend = keras.backend.backend()  # fixed for the process when Keras loaded (startup.use_backend)
+        self._backend = backends.current()
         self.weights = str(weights)
         self.precision = inception.resolve_precision(precision)
         self.device = inception.describe_device()
@@ -74,7 +80,9 @@ class DreamEngine:
         try:
             dreamed, restore = self._dream_rgb(image, params, progress or (lambda event: None),
                                                should_stop or (lambda: False))
-        except tf.errors.ResourceExhaustedError:
+        except Exception as error:  # noqa: BLE001  each backend has its own out-of-memory error; others re-raised
+            if not self._backend.is_out_of_memory(error):
+                raise
             side = self._tile_side
             raise OutOfMemory(f"out of memory with tiles of up to {side} px; try a smaller tile_size",
                               tile_size=side) from None
@@ -95,7 +103,7 @@ class DreamEngine:
             full_size, original = original, resize(original, smaller)
         layer_names = canonical_layers(params.layers)
         compiled = self._compiled(layer_names)
-        layer_weights = tf.constant([params.layers[name] for name in layer_names], tf.float32)
+        layer_weights = keras.ops.convert_to_tensor(np.array([params.layers[name] for name in layer_names], np.float32))
         rng = np.random.default_rng(params.seed)
         shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, MIN_SIDE)
         total_work = params.steps * sum(h * w for h, w in shapes)
@@ -194,43 +202,49 @@ class DreamEngine:
             self._functions.move_to_end(layer_names)
         else:
             features = inception.feature_model(self._base, layer_names)
+            backend, ops = self._backend, keras.ops
 
             def losses_and_gradient(tiles, layer_weights):
                 scale = loss_scale(tiles)
-                with tf.GradientTape() as tape:
-                    tape.watch(tiles)
+
+                def scaled_total(tiles):
                     activations = features(tiles, training=False)
-                    means = tf.stack([tf.reduce_mean(tf.cast(a, tf.float32), axis=[1, 2, 3])
-                                      for a in tf.nest.flatten(activations)], axis=1)
-                    losses = tf.reduce_sum(means * layer_weights, axis=1)
-                    total = tf.reduce_sum(losses) * scale  # tiles are independent: one backward pass for all
-                return losses, tape.gradient(total, tiles) / scale
+                    means = ops.stack([ops.mean(ops.cast(a, "float32"), axis=[1, 2, 3])
+                                       for a in keras.tree.flatten(activations)], axis=1)
+                    losses = ops.sum(means * layer_weights, axis=1)
+                    return ops.sum(losses) * scale, losses  # tiles are independent: one backward pass for all
 
-            weights_spec = tf.TensorSpec([len(layer_names)], tf.float32)
+                losses, gradient = backend.value_and_gradient(scaled_total, tiles)
+                return losses, gradient / scale
 
-            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32), weights_spec])
             def tile_gradients(tiles, layer_weights):
-                self.traces += 1  # runs only while tracing
+                self.traces += 1  # runs only while tracing (on TensorFlow and JAX)
                 return losses_and_gradient(tiles, layer_weights)
 
-            @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32), weights_spec,
-                                          tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float32)])
-            def whole_step(image, layer_weights, shift, step_size):
+            def whole_step(image, layer_weights, shift, unshift, step_size):
+                # unshift is -shift, given apart: PyTorch rolls by Python ints only, which cannot be negated in
+                # TensorFlow's graph.
                 self.traces += 1
-                rolled = tf.roll(image, shift, axis=[0, 1])
+                rolled = ops.roll(image, shift, axis=[0, 1])
                 losses, gradient = losses_and_gradient(rolled[None], layer_weights)
-                gradient = tf.roll(gradient[0], -shift, axis=[0, 1])
-                gradient /= tf.math.reduce_std(gradient) + 1e-8
-                return tf.clip_by_value(image + step_size * gradient, -1.0, 1.0), losses[0]
+                gradient = ops.roll(gradient[0], unshift, axis=[0, 1])
+                gradient /= ops.std(gradient) + 1e-8
+                return ops.clip(image + step_size * gradient, -1.0, 1.0), losses[0]
 
-            tiny, no_weights = tf.zeros([MIN_SIDE, MIN_SIDE, 3]), tf.zeros([len(layer_names)])
+            weights, shift, image = ((len(layer_names),), "float32"), ((2,), "int32"), ((None, None, 3), "float32")
+            tiny, no_weights = np.zeros([MIN_SIDE, MIN_SIDE, 3], np.float32), np.zeros([len(layer_names)], np.float32)
+            no_shift = np.zeros([2], np.int32)
             self._functions[layer_names] = _Compiled(
-                _CompiledOnFirstCall(self, tile_gradients, tiny[None], no_weights),
-                _CompiledOnFirstCall(self, whole_step, tiny, no_weights, tf.zeros([2], tf.int32), tf.constant(0.0)))
+                _CompiledOnFirstCall(self, backend.compile_step(tile_gradients, [((None, *image[0]), "float32"),
+                                                                                 weights], features),
+                                     tiny[None], no_weights),
+                _CompiledOnFirstCall(self, backend.compile_step(whole_step, [image, weights, shift, shift,
+                                                                             ((), "float32")], features),
+                                     tiny, no_weights, no_shift, no_shift, np.float32(0.0)))
             if len(self._functions) > self.compiled_layer_sets:
                 self._functions.popitem(last=False)
-                # tf.function objects sit in reference cycles (the traced graphs refer back to
-                # their function): only a collection frees their graphs and the runtime's copies.
+                # Compiled functions sit in reference cycles (tf.function's traced graphs refer back
+                # to their function): only a collection frees them and the runtime's copies.
                 gc.collect()
         return self._functions[layer_names]
 
@@ -239,28 +253,28 @@ _Compiled = namedtuple("_Compiled", "tile_gradients whole_step")
 
 
 class _WholeImage:
-    """An octave dreamed in one piece. The image stays in TensorFlow for the
-    whole octave: roll, gradient, normalization and update in one call (a
-    quarter faster per step at 845x562 than round trips through numpy)."""
+    """An octave dreamed in one piece. The image stays a backend tensor (on its
+    device) for the whole octave: roll, gradient, normalization and update in
+    one call (a quarter faster per step at 845x562 than round trips through numpy)."""
 
     def __init__(self, image, whole_step, layer_weights, step_size):
-        self._image = tf.convert_to_tensor(image)
+        self._image = keras.ops.convert_to_tensor(image)
         self._whole_step, self._layer_weights = whole_step, layer_weights
-        self._step_size = tf.constant(step_size, tf.float32)
+        self._step_size = keras.ops.convert_to_tensor(step_size, "float32")
 
     def step(self, shift):
         """One ascent step under the roll `shift`; returns the loss."""
-        self._image, loss = self._whole_step(self._image, self._layer_weights, tf.constant(shift, tf.int32),
-                                             self._step_size)
+        self._image, loss = self._whole_step(self._image, self._layer_weights, np.array(shift, np.int32),
+                                             -np.array(shift, np.int32), self._step_size)
         return float(loss)
 
     def snapshot(self):
         """The dream so far as a new float32 array in [0, 1] (a preview's source)."""
-        return ((self._image + 1.0) / 2.0).numpy()
+        return keras.ops.convert_to_numpy((self._image + 1.0) / 2.0)
 
     def result(self):
         """The dreamed octave as numpy; the strategy lets go of it."""
-        image, self._image = np.array(self._image), None
+        image, self._image = keras.ops.convert_to_numpy(self._image), None
         return image
 
 
@@ -295,8 +309,9 @@ class _Tiles:
                        for y, x in origins]
             batch = np.stack([image[np.ix_(rows, cols)] for rows, cols in windows])
             tile_losses, tile_gradients = self._tile_gradients(batch, self._layer_weights)
-            losses.extend(tile_losses.numpy().tolist())
-            for (y, x), (rows, cols), tile_gradient in zip(origins, windows, tile_gradients.numpy()):
+            losses.extend(keras.ops.convert_to_numpy(tile_losses).tolist())
+            tile_gradients = keras.ops.convert_to_numpy(tile_gradients)  # from the backend's device
+            for (y, x), (rows, cols), tile_gradient in zip(origins, windows, tile_gradients):
                 # Only the part inside the image frame counts (the padding was reflected).
                 inside_rows, inside_cols = min(tiles.tile_height, height - y), min(tiles.tile_width, width - x)
                 share = tiles.share((y, x))[:inside_rows, :inside_cols]
@@ -320,10 +335,11 @@ class _Tiles:
 
 
 class _CompiledOnFirstCall:
-    """A tf.function whose first call, where TensorFlow traces and optimises it (seconds,
-    whatever the input's size), is made on a tiny input and timed into the engine's
-    compile_seconds, so that compiling is reported apart from a dream's own steps. The
-    tiny step costs milliseconds; inputs of any size then reuse the optimised graph."""
+    """A compiled step whose first call, where the backend traces and optimises it
+    (seconds, whatever the input's size), is made on a tiny input and timed into the
+    engine's compile_seconds, so that compiling is reported apart from a dream's own
+    steps. The tiny step costs milliseconds; on TensorFlow inputs of any size then reuse
+    the optimised graph (JAX compiles again for each new shape, within the dream)."""
 
     def __init__(self, engine, function, *tiny_inputs):
         self._engine, self._function, self._tiny_inputs = engine, function, tiny_inputs
@@ -361,8 +377,10 @@ def loss_scale(tiles):
     the pixel count, the gradient flowing back is about the same at every tile
     size; a power of two makes scaling and unscaling exact, so float32 and
     bfloat16 dreams stay bit-identical to unscaled ones."""
-    pixels = tf.cast(tf.shape(tiles)[1] * tf.shape(tiles)[2], tf.float32)
-    return tf.pow(2.0, tf.round(tf.math.log(pixels) / tf.math.log(2.0)))
+    ops = keras.ops
+    shape = ops.shape(tiles)  # sizes unknown while TensorFlow traces are tensors: keras.ops, not math
+    pixels = ops.cast(shape[1] * shape[2], "float32")
+    return ops.power(2.0, ops.round(ops.log(pixels) / ops.log(2.0)))
 
 
 def standard_deviation(array, rows_per_chunk=512):
@@ -412,4 +430,5 @@ def resize(image, shape):
     if image.shape[:2] == tuple(shape):
         return image.copy()
     shrinking = shape[0] < image.shape[0]
-    return tf.image.resize(image, shape, method="bilinear", antialias=shrinking).numpy()
+    return keras.ops.convert_to_numpy(keras.ops.image.resize(image, shape, interpolation="bilinear",
+                                                             antialias=shrinking))

@@ -1,14 +1,15 @@
 """InceptionV3 with its weights, at a chosen precision, cut at the layers a
-dream excites. TensorFlow and Keras are imported here and in the engine only."""
+dream excites. Keras is imported here and in the engine only; what differs
+between Keras's backends (the GPU, its memory) is asked of dream_engine.backends."""
 
 import os
 import socket
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 from deepdream_client.vocabulary import PRECISIONS
 
+from . import backends
 from .errors import InvalidParams, WeightsUnavailable
 
 MODELS = ("inception_v3",)
@@ -24,21 +25,19 @@ def keras_cache_dir():
 
 
 def describe_device():
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU: {details.get('device_name', gpus[0].name)}"
-    return "CPU"
+    gpu = backends.current().gpu_name()
+    return f"GPU: {gpu}" if gpu else "CPU"
 
 
 def resolve_precision(precision):
     """"auto": mixed float16 on a CUDA GPU, mixed bfloat16 on a CPU with native
-    bfloat16 matmuls (AMX, AVX512_BF16), float32 anywhere else."""
+    bfloat16 matmuls (AMX, AVX512_BF16), float32 anywhere else; the same rule
+    on every backend."""
     if precision not in PRECISIONS:
         raise InvalidParams("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
-    if tf.config.list_physical_devices("GPU"):
+    if backends.current().gpu_name():
         return "float16"
     if _cpu_has_bfloat16():
         return "bfloat16"
@@ -137,7 +136,7 @@ STEP_MIB_PER_MEGAPIXEL = {
     "float16": {8: 230, 16: 285, 32: 305},
 }
 CPU_BUDGET_SHARE = 32  # of the RAM, for one step's network memory on a CPU (why: bench/README.md)
-GPU_BUDGET_SHARE = 2  # of the GPU memory TensorFlow can still take
+GPU_BUDGET_SHARE = 2  # of the GPU memory the backend can still take
 
 
 def step_mib_per_megapixel(precision, layer_names):
@@ -146,16 +145,12 @@ def step_mib_per_megapixel(precision, layer_names):
 
 def default_memory_budget_mib():
     """The memory one ascent step may use, from the device the network runs on:
-    on a GPU, half of what TensorFlow can still allocate there; on a CPU, a
+    on a GPU, half of what the backend can still allocate there; on a CPU, a
     32nd of the RAM (the rest is for the model, the image's own full-size
     arrays, and everything else on the machine)."""
-    if tf.config.list_physical_devices("GPU"):
-        from tensorflow.python.client import device_lib  # the one place TF reports a GPU's usable memory
-
-        limit = next(device.memory_limit for device in device_lib.list_local_devices()
-                     if device.device_type == "GPU")
-        used = tf.config.experimental.get_memory_info("GPU:0")["current"]
-        return max(1, (limit - used) // GPU_BUDGET_SHARE // 2**20)
+    backend = backends.current()
+    if backend.gpu_name():
+        return max(1, backend.gpu_free_bytes() // GPU_BUDGET_SHARE // 2**20)
     return max(1, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // CPU_BUDGET_SHARE // 2**20)
 
 
@@ -229,11 +224,13 @@ class _FoldedAway(keras.layers.Layer):
 def _folded_conv_weights(conv, bn):
     """Kernel and bias of conv followed by inference-mode BN:
     y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta."""
-    kernel = conv.kernel.numpy().astype("float64")
-    bias = conv.bias.numpy().astype("float64") if conv.use_bias else 0.0
-    mean = bn.moving_mean.numpy().astype("float64")
-    variance = bn.moving_variance.numpy().astype("float64")
-    gamma = bn.gamma.numpy().astype("float64") if bn.scale else 1.0
-    beta = bn.beta.numpy().astype("float64") if bn.center else 0.0
+    def float64(variable):  # on any backend and device
+        return keras.ops.convert_to_numpy(variable).astype("float64")
+
+    kernel = float64(conv.kernel)
+    bias = float64(conv.bias) if conv.use_bias else 0.0
+    mean, variance = float64(bn.moving_mean), float64(bn.moving_variance)
+    gamma = float64(bn.gamma) if bn.scale else 1.0
+    beta = float64(bn.beta) if bn.center else 0.0
     scale = gamma / (variance + bn.epsilon) ** 0.5
     return [(kernel * scale).astype("float32"), ((bias - mean) * scale + beta).astype("float32")]
