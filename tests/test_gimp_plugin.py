@@ -26,7 +26,7 @@ from daemon_process import free_port, start_daemon
 from deepdream_client.client import DreamClient
 from harness import REPO, poll, stop, wait_for
 from images import photo
-from interface import CANVAS, dream_and_undo
+from interface import CANVAS, dream_and_undo, plugin_complaints, preview_then_failure
 
 pytestmark = pytest.mark.gimp  # every test here needs the GIMP 3 test root
 
@@ -86,6 +86,8 @@ image = load('photo.png')
 dream('daemon-down', image, image.get_layers()[0], "R'G'B' u8", endpoint=os.environ['DD_NOBODY'], {PROPS})
 image = load('gray.png')
 dream('last-values', image, image.get_layers()[0], "Y' u8", run_mode=Gimp.RunMode.WITH_LAST_VALS)
+image = load('big.png')
+dream('dream-size', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, dream_size=0.1, {PROPS})
 """
 
 
@@ -97,12 +99,13 @@ def batch(gimp, dreamd):
     gimp.host("rgba.raw").write_bytes(rgba_photo(80, 96).tobytes())
     gimp.host("rgb16.raw").write_bytes(photo16(80, 96).tobytes())
     gimp.host("offsets.raw").write_bytes(photo(80, 90, seed=4).tobytes())
+    Image.fromarray(photo(320, 400, seed=6)).save(gimp.host("big.png"))  # 0.128 MP
     gimp.write_client_config(None)
     started = time.monotonic()
     results, output = gimp.run_batch(BATCH, DD_ENDPOINT=dreamd.endpoint, DEEPDREAM_ENDPOINT=dreamd.endpoint,
                                      DD_NOBODY=f"tcp://127.0.0.1:{free_port()}")
     print(f"GIMP batch: {time.monotonic() - started:.1f} s")
-    assert len(results) == 11, f"the batch script stopped early:\n{output[-3000:]}"
+    assert len(results) == 12, f"the batch script stopped early:\n{output[-3000:]}"
     return results
 
 
@@ -218,6 +221,7 @@ def test_a_selected_layer_mask_dreams_its_layer_and_names_the_preset(batch):
 
 def check_unchanged(gimp, result, case):
     assert result["new"] is None and len(result["layers"]) == 1
+    assert result["undo_enabled"] and not result["dirty"], "the undo history changed"
     assert gimp.read(f"{case}.source-after") == gimp.read(f"{case}.source-before")
 
 
@@ -238,10 +242,22 @@ def test_daemon_down_names_the_endpoint_and_the_command(batch, gimp):
 
 
 def test_with_last_values_runs_without_a_dialog(batch):
+    """Filters > Repeat: no dialog, and (someone watches the canvas) with live previews, which
+    the gray layer gets as RGB and GIMP shows in gray; they leave no trace in the undo history."""
     result = batch["last-values"]
     # No last values yet in this fresh GIMP config: the defaults, and the endpoint from the environment.
     check_new_layer(result)
     assert "mixed2:1,mixed5:1, 4x20 steps" in result["new"]["name"]
+    assert result["undo_enabled"]
+
+
+def test_dream_size_dreams_a_large_layer_smaller_and_scales_the_dream_up(batch, gimp, client):
+    new = check_new_layer(batch["dream-size"])
+    assert (new["width"], new["height"]) == (400, 320)
+    source = pixels(gimp, "dream-size.source-before", 320, 400, 3)
+    expected = client.dream_array(source, {**PARAMS, "dream_size": 0.1})
+    assert np.array_equal(pixels(gimp, "dream-size.new", 320, 400, 3), expected)
+    assert not np.array_equal(expected, client.dream_array(source, PARAMS)), "dream size changed nothing"
 
 
 NO_ZMQ = """
@@ -368,11 +384,39 @@ def test_interface_menu_dialog_progress_and_one_undo_step(gimp, dreamd, client):
     """Filters > DeepDream... opens the dialog; OK dreams into a new layer with progress;
     Edit > Undo DeepDream (the single undo step) gives back the image as it was."""
     Image.fromarray(photo(300, 420, seed=11)).save(gimp.host("gui.png"))
-    before, after, undone = dream_and_undo(gimp, gimp.path("gui.png"), dreamd.endpoint,
-                                           lambda: client.ping().get("busy"))
+    before, after, undone, log = dream_and_undo(gimp, gimp.path("gui.png"), dreamd.endpoint,
+                                                lambda: client.ping().get("busy"))
     changed = np.any(before[CANVAS] != after[CANVAS], axis=2)
     assert changed.sum() > 0.5 * 300 * 420, "the canvas did not show the dream"
     assert np.array_equal(before[CANVAS], undone[CANVAS]), "after one undo the canvas differs from before"
+    assert not plugin_complaints(log), "\n".join(plugin_complaints(log))
+    # The dialog opened on the preset its values are, Classic DeepDream: one Up in the list chose Subtle
+    # textures (from Custom, Up stays on Custom), and GIMP kept it as the last values.
+    assert '(preset "subtle")' in last_values(gimp)
+
+
+def last_values(gimp):
+    """The values GIMP keeps from the plug-in's last run (Filters > Repeat uses them); GIMP 3.0 names
+    the file GimpProcedureConfigRun-python-fu-deepdream.last."""
+    files = list((gimp.config / "GIMP" / gimp.version / "plug-in-settings").glob("*python-fu-deepdream.last"))
+    assert len(files) == 1, files
+    return files[0].read_text()
+
+
+def test_interface_shows_the_dream_growing_and_a_failure_leaves_the_image_as_it_was(gimp):
+    """While the daemon dreams, the dream so far is on the canvas in a layer of its own; when the dream
+    fails (here the daemon stops mid-dream), that layer goes and the image is as before, unchanged in
+    GIMP's eyes (no '*' in the title: nothing went on the undo stack)."""
+    Image.fromarray(photo(300, 420, seed=11)).save(gimp.host("gui.png"))
+    with start_daemon() as daemon, DreamClient(daemon.endpoint, timeout=30) as client:
+        before, previewed, titles, log = preview_then_failure(gimp, gimp.path("gui.png"), daemon.endpoint,
+                                                              lambda: client.ping().get("busy"), daemon.stop)
+    title_before, title_preview, title_after = titles
+    shown = np.any(before[CANVAS] != previewed[CANVAS], axis=2)
+    assert shown.sum() > 0.5 * 300 * 420, "the canvas did not show the preview"
+    assert not title_before.startswith("*") and title_after == title_before, titles
+    assert "2 layers" in title_preview
+    assert not plugin_complaints(log), "\n".join(plugin_complaints(log))
 
 
 def test_install_says_when_it_changes_which_daemon_gimp_starts(tmp_path):

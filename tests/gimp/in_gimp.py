@@ -86,6 +86,7 @@ def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props
                   'message': values.index(1) if values.length() > 1 else '',
                   'layers': [describe(each) for each in image.get_layers()], 'new': None,
                   'precision': image.get_precision().value_nick, 'undo_enabled': image.undo_is_enabled(),
+                  'dirty': image.is_dirty(),  # anything pushed on the undo stack marks it
                   'selected': [each.get_id() for each in image.get_selected_drawables()]}
         save(f'{case}.source-after', pixels(layer, fmt))
         new = [each for each in image.get_layers() if each.get_id() not in before]

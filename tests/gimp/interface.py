@@ -1,8 +1,9 @@
 """The plug-in as a user meets it: GIMP 3's window on Xvfb, Filters > DeepDream..., the dialog,
-OK, progress, Edit > Undo. Each step waits for the window it needs (menus and lists are windows of
-their own) instead of sleeping, within a timeout. The interface test asserts on what this returns;
-tests/gimp/screenshots.py makes the README's pictures from the same walk through."""
+OK, progress, the live preview, Edit > Undo. Each step waits for the window it needs (menus and lists
+are windows of their own) instead of sleeping, within a timeout. The interface tests assert on what
+these walks return; tests/gimp/screenshots.py makes the README's pictures from the same walks."""
 
+import re
 import subprocess
 
 import numpy as np
@@ -12,11 +13,26 @@ NOWHERE = (800, 12)  # the empty end of the menu bar: keys reach GIMP's window, 
 CANVAS = (slice(80, 760), slice(200, 1040))  # rulers to scroll bars, above the status bar, at 1280x800
 PRESET_COMBO = (253, 28)  # in the DeepDream dialog, from its top left corner
 OK_BUTTON = (-68, -42)  # from its bottom right corner
+DIALOG_AT = (300, 150)  # where the walks put the dialog
+# What the plug-in and its dialog must never print: GLib criticals and warnings (GTK's and GIMP's
+# widget libraries report to the plug-in's stderr as "(python-fu-deepdream:PID): Domain-LEVEL"),
+# the procedure dialog's complaints (a clashing or missing mnemonic), Python's warnings and tracebacks.
+COMPLAINT = re.compile(r"\(python-fu-deepdream:\d+\): [\w-]+-(CRITICAL|WARNING)|Procedure 'python-fu-deepdream'"
+                       r"|deepdream\.py:\d+: \w*Warning|Traceback")
+
+
+def plugin_complaints(log):
+    return [line for line in log.splitlines() if COMPLAINT.search(line)]
 
 
 def image_window(screen, layers, timeout=90):
     """GIMP's image window once its title says it holds `layers` layers."""
-    return poll(lambda: [n for n in screen.window_names("GIMP$") if f"{layers} layer" in n], timeout, 0.3)
+    return poll(lambda: image_title(screen, layers), timeout, 0.3)
+
+
+def image_title(screen, layers):
+    """The image window's title if it says `layers` layers, else None."""
+    return next((name for name in screen.window_names("GIMP$") if f"{layers} layer" in name), None)
 
 
 def redrawn(screen, since, timeout=60):
@@ -39,37 +55,74 @@ def no_pictures(screen, name, window="root"):
     pass
 
 
-def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
-    """Open `image` (a path inside the root) in GIMP, dream it with the Subtle preset and undo.
-    Returns the screen (RGB arrays) before the dream, after it and after the undo; `shoot(screen, name,
-    window)` is called at the moments the README shows (the menu, the dialog, progress, the Edit menu)."""
-    screen = Screen(gimp)
-    app = subprocess.Popen(gimp.command(gimp.gui_program, "--no-splash", image, DISPLAY=screen.display,
-                                        DEEPDREAM_ENDPOINT=endpoint),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        assert image_window(screen, 1), "GIMP's image window did not appear"
-        screen.xdotool("windowsize", screen.windows("GIMP$")[0], 1280, 800)
-        screen.xdotool("mousemove", *NOWHERE)
-        before = screen.settled()
+class GimpWindow:
+    """GIMP's GUI on its own Xvfb screen with `image` (a path inside the root) open in a 1280x800
+    window; everything GIMP and its plug-ins print goes to a file that log() reads."""
 
+    def __init__(self, gimp, image, endpoint):
+        self.log_path = gimp.host("gimp-gui.log")
+        self.screen = Screen(gimp)
+        with open(self.log_path, "wb") as log:
+            self.app = subprocess.Popen(gimp.command(gimp.gui_program, "--no-splash", image,
+                                                     DISPLAY=self.screen.display, DEEPDREAM_ENDPOINT=endpoint),
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            assert image_window(self.screen, 1), "GIMP's image window did not appear"
+            self.screen.xdotool("windowsize", self.screen.windows("GIMP$")[0], 1280, 800)
+            self.screen.xdotool("mousemove", *NOWHERE)
+        except BaseException:
+            self.close()
+            raise
+
+    def open_dialog(self, shoot=no_pictures):
+        """Filters > DeepDream...: the dialog's window and its geometry."""
+        screen = self.screen
         menu = open_menu(screen, "alt+r")  # Filte_rs
         shoot(screen, "menu")
         screen.xdotool("key", "Up", "Return")  # the menu's last entry, DeepDream...
         dialog = screen.wait_window("^DeepDream...$", 30)
         assert dialog, "Filters > DeepDream... did not open a dialog"
         assert screen.wait_closed(menu, 10)
-        x, y, width, height = screen.geometry()[dialog]
+        # Xvfb has no window manager: the dialog opens in the screen's corner, where the preset list
+        # opened on Classic DeepDream has no room above it for Custom and Subtle, and the keyboard goes
+        # where it is sent.
+        screen.xdotool("windowmove", "--sync", dialog, *DIALOG_AT)
+        screen.xdotool("windowfocus", "--sync", dialog)
+        return dialog, screen.geometry()[dialog]
+
+    def press_ok(self, dialog, geometry):
+        x, y, width, height = geometry
+        self.screen.click(x + width + OK_BUTTON[0], y + height + OK_BUTTON[1])
+        self.screen.xdotool("mousemove", *NOWHERE)
+        assert self.screen.wait_closed(dialog, 10), "OK did not close the dialog"
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def close(self):
+        stop(self.app)
+        self.screen.close()
+
+
+def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
+    """Open `image` (a path inside the root) in GIMP, dream it with the Subtle preset and undo.
+    Returns the screen (RGB arrays) before the dream, after it and after the undo, and what GIMP printed;
+    `shoot(screen, name, window)` is called at the moments the README shows (the menu, the dialog,
+    progress, the Edit menu). The dialog opens on Classic DeepDream, the preset of the default values:
+    one Up in the preset list is Subtle textures (from Custom it would stay Custom)."""
+    window = GimpWindow(gimp, image, endpoint)
+    screen = window.screen
+    try:
+        before = screen.settled()
+        dialog, (x, y, width, height) = window.open_dialog(shoot)
         listed = screen.geometry()
         screen.click(x + PRESET_COMBO[0], y + PRESET_COMBO[1])
         presets = screen.popup(listed)
         assert presets, "the preset list did not open"
-        screen.xdotool("key", "Down", "Return")  # from Custom (the default) to Subtle textures
+        screen.xdotool("key", "Up", "Return")
         assert screen.wait_closed(presets, 10)
         shoot(screen, "dialog", dialog)
-        screen.click(x + width + OK_BUTTON[0], y + height + OK_BUTTON[1])
-        screen.xdotool("mousemove", *NOWHERE)
-        assert screen.wait_closed(dialog, 10), "OK did not close the dialog"
+        window.press_ok(dialog, (x, y, width, height))
         assert poll(daemon_busy, 30, 0.1), "the daemon got no dream"
         shoot(screen, "progress")
         assert image_window(screen, 2), "no new layer after OK"
@@ -82,6 +135,37 @@ def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
         assert image_window(screen, 1), "one undo did not remove the DeepDream layer"
         undone = redrawn(screen, after)
     finally:
-        stop(app)
-        screen.close()
-    return before, after, undone
+        window.close()
+    return before, after, undone, window.log()
+
+
+def preview_then_failure(gimp, image, endpoint, daemon_busy, stop_daemon, shoot=no_pictures):
+    """Open `image`, dream it long (Steps per octave, reached by its mnemonic Alt+T, set to 400), see
+    the dream grow in a layer of its own while the daemon works, then stop the daemon mid-dream
+    (`stop_daemon()`): the plug-in ends with an error. Returns the screen before the dream and with
+    the preview, the image window's titles before, with the preview and after the failure (they count
+    the layers and mark a changed image with '*'), and what GIMP printed."""
+    window = GimpWindow(gimp, image, endpoint)
+    screen = window.screen
+    try:
+        before = screen.settled()
+        title_before = image_title(screen, 1)
+        dialog, geometry = window.open_dialog()
+        screen.xdotool("key", "alt+t", "ctrl+a")
+        screen.xdotool("type", "400")
+        screen.xdotool("key", "Tab")
+        window.press_ok(dialog, geometry)
+        assert poll(daemon_busy, 30, 0.1), "the daemon got no dream"
+        # Only a preview makes a second layer while the daemon still dreams: the dream's own layer
+        # comes after the daemon's last word.
+        assert poll(lambda: daemon_busy() and image_title(screen, 2), 60, 0.2), "no preview layer mid-dream"
+        title_preview = image_title(screen, 2)
+        previewed = redrawn(screen, before)
+        shoot(screen, "preview")
+        stop_daemon()
+        assert screen.wait_window("^GIMP Message$", 60), "GIMP showed no message about the failed dream"
+        assert image_window(screen, 1, 60), "the preview layer stayed after the dream failed"
+        title_after = image_title(screen, 1)
+    finally:
+        window.close()
+    return before, previewed, (title_before, title_preview, title_after), window.log()

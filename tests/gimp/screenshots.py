@@ -15,7 +15,7 @@ from daemon_process import start_daemon  # noqa: E402
 from deepdream_client.client import DreamClient  # noqa: E402
 from harness import GimpRoot, poll, root_of  # noqa: E402
 from images import photo  # noqa: E402
-from interface import CANVAS, dream_and_undo  # noqa: E402
+from interface import CANVAS, dream_and_undo, preview_then_failure  # noqa: E402
 
 STATUS_BAR = (slice(770, 800), slice(460, 1040))  # where GIMP's progress text is, at 1280x800
 SERIES = "3.0"  # the GIMP the README's pictures show (its STATUS_BAR and CANVAS were measured there)
@@ -52,12 +52,16 @@ def main(folder):
     try:
         Image.fromarray(photo(300, 420, seed=11)).save(gimp.host("gui.png"))
         with start_daemon() as daemon, DreamClient(daemon.endpoint, timeout=30) as client:
-            before, after, _ = dream_and_undo(gimp, gimp.path("gui.png"), daemon.endpoint,
-                                              lambda: client.ping().get("busy"), shoot)
+            before, after, _, _ = dream_and_undo(gimp, gimp.path("gui.png"), daemon.endpoint,
+                                                 lambda: client.ping().get("busy"), shoot)
         before_after(before, after).save(folder / "before-after.png")
+        with start_daemon() as daemon, DreamClient(daemon.endpoint, timeout=30) as client:  # the dream mid-way
+            preview_then_failure(gimp, gimp.path("gui.png"), daemon.endpoint, lambda: client.ping().get("busy"),
+                                 daemon.stop, shoot)
     finally:
         gimp.cleanup()
-    print(f"wrote {folder}/gimp-menu.png, gimp-dialog.png, gimp-progress.png, gimp-edit-menu.png, before-after.png")
+    print(f"wrote {folder}/gimp-menu.png, gimp-dialog.png, gimp-progress.png, gimp-edit-menu.png, before-after.png, "
+          "gimp-preview.png")
 
 
 if __name__ == "__main__":
