@@ -73,7 +73,8 @@ NESTED = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.di
 # Wrong for any field: what the fuzz puts in place of a valid value.
 WEIRD = st.one_of(NESTED, HUGE_TEXT, st.integers(50, 3_000).map(Deep), st.binary(max_size=24))
 KEYS = st.one_of(TEXT, st.sampled_from(["v", "op", "id", "target", "progress", "params", "image", "steps",
-                                        "layers", "format", "dtype", "width"]))
+                                        "layers", "format", "dtype", "width", "preview", "interval", "max_side",
+                                        "dream_size"]))
 
 # -- valid requests --------------------------------------------------------------------------------
 
@@ -82,7 +83,10 @@ LAYER_SETS = st.sampled_from([None, ["mixed2"], {"mixed3": 1.0, "mixed5": -0.5}]
 TINY_PARAMS = st.fixed_dictionaries({"octaves": st.just(1), "steps": st.integers(1, 2)}, optional={
     "layers": LAYER_SETS.filter(bool), "octave_scale": st.floats(1.01, 4.0), "step_size": st.floats(1e-5, 1.0),
     "tile_size": st.sampled_from([0, 128]), "jitter": st.integers(0, 40), "seed": st.integers(0, 2**32 - 1),
-    "detail": st.booleans()})
+    "detail": st.booleans(), "dream_size": st.sampled_from([0, 0.1, 100])})  # these images are under 0.1 MP
+# A dream's optional `preview` map (None: left out), either key optional.
+PREVIEWS = st.one_of(st.none(), st.fixed_dictionaries({}, optional={
+    "interval": st.floats(0.5, 60.0), "max_side": st.integers(32, 2048)}))
 RAW_IMAGE = st.builds(lambda width, height, channels, dtype: {"format": "raw", "dtype": dtype, "width": width,
                                                               "height": height, "channels": channels},
                       st.integers(75, 96), st.integers(75, 96), st.integers(1, 4),
@@ -97,9 +101,10 @@ def _request(op, request_id, **fields):
 VALID_HEADERS = st.one_of(
     st.builds(_request, st.sampled_from(["ping", "info"]), IDS),
     st.builds(lambda request_id, target: _request("cancel", request_id, target=target), IDS, IDS),
-    st.builds(lambda request_id, progress, params, image: _request("dream", request_id, progress=progress,
-                                                                   params=params, image=image),
-              IDS, st.booleans(), TINY_PARAMS, st.one_of(RAW_IMAGE, ENCODED_IMAGE)),
+    st.builds(lambda request_id, progress, params, image, preview: _request(
+        "dream", request_id, progress=progress, params=params, image=image,
+        **({} if preview is None else {"preview": preview})),
+        IDS, st.booleans(), TINY_PARAMS, st.one_of(RAW_IMAGE, ENCODED_IMAGE), PREVIEWS),
 )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from deepdream_client.layer_spec import split_target
 from deepdream_client.vocabulary import DEFAULT_LAYERS
 
@@ -49,12 +50,14 @@ class BuiltIn:
     """A keras.applications network: its constructor, its preprocessing, and
     the layers offered for dreaming (a short list of block outputs, shallow
     to deep: each dreams differently, the rest of the ~100-800 layers add
-    little but a longer menu), with the target a request without one gets."""
+    little but a longer menu), with the target a request without one gets, and
+    the smallest image side it takes (Keras's documented minimum)."""
 
     application: str
     preprocess: str
     layers: tuple
     default_layers: dict
+    min_side: int
 
     def weights_file(self, name):
         """The file Keras downloads for ImageNet weights without the classifier
@@ -72,24 +75,25 @@ def _vgg_layers(convolutions_per_block):
 # ImageNet weights (no download on the machines this was written on).
 BUILT_IN = {
     # Today's network; dream_engine.model still loads it for the engine.
-    "inception_v3": BuiltIn("InceptionV3", "tf", tuple(f"mixed{index}" for index in range(11)), dict(DEFAULT_LAYERS)),
-    "vgg16": BuiltIn("VGG16", "caffe", _vgg_layers((2, 2, 3, 3, 3)), {"block4_conv3": 1.0}),
-    "vgg19": BuiltIn("VGG19", "caffe", _vgg_layers((2, 2, 4, 4, 4)), {"block4_conv4": 1.0}),
+    "inception_v3": BuiltIn("InceptionV3", "tf", tuple(f"mixed{index}" for index in range(11)), dict(DEFAULT_LAYERS),
+                             75),
+    "vgg16": BuiltIn("VGG16", "caffe", _vgg_layers((2, 2, 3, 3, 3)), {"block4_conv3": 1.0}, 32),
+    "vgg19": BuiltIn("VGG19", "caffe", _vgg_layers((2, 2, 4, 4, 4)), {"block4_conv4": 1.0}, 32),
     # The output of each residual block (after its addition).
     "resnet50v2": BuiltIn("ResNet50V2", "tf", tuple(
         f"conv{stage}_block{block}_out" for stage, blocks in ((2, 3), (3, 4), (4, 6), (5, 3))
-        for block in range(1, blocks + 1)), {"conv4_block3_out": 1.0}),
+        for block in range(1, blocks + 1)), {"conv4_block3_out": 1.0}, 32),
     # Keras names Xception's residual additions automatically ("add_7": the
     # number depends on what the process built before), so a block's output is
     # taken where the next block starts: blockN_sepconv1_act is ReLU(output of
     # block N-1) for N = 3..13; block14 (no residual) adds its two activations.
     "xception": BuiltIn("Xception", "tf", tuple(f"block{block}_sepconv1_act" for block in range(3, 14))
-                        + ("block14_sepconv1_act", "block14_sepconv2_act"), {"block8_sepconv1_act": 1.0}),
+                        + ("block14_sepconv1_act", "block14_sepconv2_act"), {"block8_sepconv1_act": 1.0}, 71),
     # The three reduction blocks' concatenations and every fifth residual block's output
     # (of 10 x block35, 20 x block17, 9 x block8 + block8_10, which has no activation).
     "inception_resnet_v2": BuiltIn("InceptionResNetV2", "tf", (
         "mixed_5b", "block35_5_ac", "block35_10_ac", "mixed_6a", "block17_5_ac", "block17_10_ac", "block17_15_ac",
-        "block17_20_ac", "mixed_7a", "block8_5_ac", "block8_9_ac", "conv_7b_ac"), {"block17_10_ac": 1.0}),
+        "block17_20_ac", "mixed_7a", "block8_5_ac", "block8_9_ac", "conv_7b_ac"), {"block17_10_ac": 1.0}, 75),
 }
 
 # The kinds of layer an own model file offers for dreaming (when their output is
@@ -108,7 +112,8 @@ DREAMABLE_KINDS = (
 class Network:
     """A loaded network. `base` takes the network's own input (see `preprocess`);
     `layers` are the dreamable ones, shallow to deep; `channels` and `strides`
-    (input pixels per activation, for tile alignment) are per dreamable layer."""
+    (input pixels per activation, for tile alignment) are per dreamable layer;
+    `min_side` is the smallest image side (height and width) it takes."""
 
     name: str
     base: keras.Model
@@ -117,6 +122,7 @@ class Network:
     channels: dict
     strides: dict
     default_layers: dict
+    min_side: int
 
     @property
     def memory_mib(self):
@@ -145,7 +151,7 @@ def load_network(name, weights="imagenet", precision="float32", models_dir=None)
 def load_built_in(name, weights, precision):
     spec = BUILT_IN[name]
     base = _build_application(spec, name, weights, precision)
-    return _network(name, base, spec.preprocess, spec.layers, dict(spec.default_layers))
+    return _network(name, base, spec.preprocess, spec.layers, dict(spec.default_layers), spec.min_side)
 
 
 def find_model_files(folder):
@@ -189,7 +195,7 @@ def load_model_file(path, precision):
         raise WeightsUnavailable(f"The model {path} has no layer to dream: no convolution, pooling, activation or "
                                  f"merge layer whose output is a feature map that follows the image's size")
     default = layers[(2 * len(layers)) // 3]  # two thirds of the way down: structure, not only colour
-    return _network(path.stem, base, preprocess, layers, {default: 1.0})
+    return _network(path.stem, base, preprocess, layers, {default: 1.0}, smallest_side(base))
 
 
 def read_preprocess(model_path):
@@ -216,12 +222,13 @@ def adapter(preprocess):
     the input the network's `preprocess` names (PREPROCESSING)."""
     if preprocess == "tf":
         return lambda image: image
+    # Per-channel constants as float32 arrays: a functional model's symbolic tensors take no Python lists.
     if preprocess == "caffe":
-        offset = [127.5 - mean for mean in IMAGENET_MEAN_BGR]
+        offset = np.float32(127.5) - np.array(IMAGENET_MEAN_BGR, np.float32)
         return lambda image: keras.ops.flip(image, axis=-1) * 127.5 + offset
     if preprocess == "torch":
-        scale = [0.5 / std for std in IMAGENET_STD_RGB]
-        offset = [(0.5 - mean) / std for mean, std in zip(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)]
+        std = np.array(IMAGENET_STD_RGB, np.float32)
+        scale, offset = 0.5 / std, (0.5 - np.array(IMAGENET_MEAN_RGB, np.float32)) / std
         return lambda image: image * scale + offset
     if preprocess == "unit":
         return lambda image: image * 0.5 + 0.5
@@ -265,10 +272,26 @@ def feature_model(network, targets):
     return keras.Model(image, outputs, name=f"{network.name}_features")
 
 
-def _network(name, base, preprocess, layers, default_layers):
+def _network(name, base, preprocess, layers, default_layers, min_side):
     strides = _measured_strides(base, layers)
     channels = {layer: int(base.get_layer(layer).output.shape[-1]) for layer in layers}
-    return Network(name, base, preprocess, tuple(layers), channels, strides, default_layers)
+    return Network(name, base, preprocess, tuple(layers), channels, strides, default_layers, min_side)
+
+
+def smallest_side(base):
+    """The smallest side of a square image every layer of `base` has an output
+    for (below it Keras's shape computation raises ValueError: a valid
+    convolution or pool with nothing left to slide over); at most PROBE_SIDES[0],
+    where the strides were measured."""
+    low, high = 1, PROBE_SIDES[0]
+    while low < high:
+        middle = (low + high) // 2
+        try:
+            base.compute_output_shape((1, middle, middle, 3))
+            high = middle
+        except ValueError:
+            low = middle + 1
+    return low
 
 
 def _measured_strides(base, layer_names):

@@ -48,6 +48,9 @@ def test_the_adapter_gives_what_keras_own_preprocessing_gives_for_the_same_photo
     expected = keras.applications.imagenet_utils.preprocess_input(rgb_0_255.copy(), mode=preprocess)
     adapted = keras.ops.convert_to_numpy(networks.adapter(preprocess)(image))
     np.testing.assert_allclose(adapted, expected, atol=1e-4)
+    inputs = keras.Input((None, None, 3))  # the same in a functional model (feature_model's use)
+    in_model = keras.Model(inputs, networks.adapter(preprocess)(inputs))(image)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(in_model), expected, atol=1e-4)
 
 
 def test_the_unit_and_none_adapters_give_rgb_in_0_1_and_0_255():
@@ -77,6 +80,7 @@ def test_an_own_model_file_has_its_feature_layers_channels_strides_and_memory(he
     assert hed.memory_mib == pytest.approx(saved.count_params() * 4 / 2**20)  # 14.7 M float32 parameters
     assert hed.memory_mib == pytest.approx(56.1, abs=0.1)
     assert hed.stride(["block2_conv2", "block4_pool"]) == 16
+    assert hed.min_side == 1  # "same" padding everywhere: any image has features
     assert set(hed.default_layers) <= set(hed.layers)
 
 
@@ -131,6 +135,7 @@ def test_a_fixed_size_classifier_file_dreams_any_size_without_its_classifier(tmp
     network = networks.load_network("tiny", models_dir=tmp_path)
     assert network.layers == ("conv", "pool") and network.channels == {"conv": 8, "pool": 8}
     assert network.strides == {"conv": 1, "pool": 2}
+    assert network.min_side == 4  # the 3x3 convolution needs 3 pixels, the 2x2 pool 2 of its outputs
     assert "classes" not in [layer.name for layer in network.base.layers]  # its parameters are not kept either
     assert network.memory_mib == pytest.approx((3 * 3 * 3 * 8 + 8 + 4 * 8) * 4 / 2**20)
     assert networks.feature_model(network, ["pool"])(engine_image(75, 61)).shape == (1, 36, 29, 8)
@@ -179,6 +184,8 @@ def test_a_built_in_offers_its_curated_layers_with_their_channels_and_strides(vg
     assert vgg16.channels["block2_conv2"] == 128 and vgg16.channels["block5_conv3"] == 512
     assert vgg16.memory_mib == pytest.approx(14_714_688 * 4 / 2**20)
     assert set(vgg16.default_layers) <= set(vgg16.layers)
+    assert vgg16.min_side == networks.smallest_side(vgg16.base) == 32
+    assert networks.feature_model(vgg16, ["block3_pool[0,255]"])(engine_image(64, 48)).shape == (1, 8, 6, 2)
 
 
 def test_random_weights_are_the_same_in_every_build(vgg16):
@@ -219,6 +226,7 @@ def test_every_built_in_builds_with_its_curated_layers(name):
     network = networks.load_network(name, weights="random")
     assert network.layers == networks.BUILT_IN[name].layers
     assert set(network.default_layers) <= set(network.layers)
+    assert network.min_side == networks.smallest_side(network.base)  # Keras's documented minimum is the real one
     strides = [network.strides[layer] for layer in network.layers]
     assert strides == sorted(strides) and set(strides) <= {1, 2, 4, 8, 16, 32}, strides
     if name == "inception_v3":  # what dream_engine.model's rule says: 8 to mixed2, 16 to mixed7, then 32

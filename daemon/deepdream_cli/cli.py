@@ -15,11 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from deepdream_client import previews
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
-from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image
+from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image, write_whole
 from deepdream_client.layer_spec import parse_layers
+from deepdream_client.protocol import ProtocolError
 from deepdream_client.readiness import NotReady, wait_ready
-from deepdream_client.vocabulary import DEFAULT_ENDPOINT, PARAMS, PRECISIONS
+from deepdream_client.vocabulary import DEFAULT_ENDPOINT, PARAMS, PRECISIONS, PREVIEW_INTERVAL, PREVIEW_MAX_SIDE
 
 PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-process
 LOADING_WAIT = 300.0  # how long `dream` waits for a daemon that is still loading its model
@@ -96,6 +99,14 @@ def build_parser():
                             "large photos (default 0: full size)")
     knobs.add_argument("--no-detail", dest="detail", action="store_false", default=None,
                        help="do not put back the detail that shrinking an octave loses")
+    watch = dream.add_argument_group("watching the dream")
+    watch.add_argument("--preview", metavar="FILE",
+                       help="keep FILE showing the dream so far (format by extension; PNG recommended), at most "
+                            f"{PREVIEW_MAX_SIDE.default} px on its longer side: rewritten at the end of every octave "
+                            "and every few seconds within one, always whole, so an image viewer or a script can watch")
+    watch.add_argument("--preview-interval", type=float, metavar="SECONDS",
+                       help=f"how often --preview is rewritten within an octave, {PREVIEW_INTERVAL.low:g} to "
+                            f"{PREVIEW_INTERVAL.high:g} seconds (default {PREVIEW_INTERVAL.default:g})")
     local = dream.add_argument_group("in-process engine (used when no daemon answers)")
     local.add_argument("--in-process", action="store_true", help="do not look for a daemon")
     local.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
@@ -181,19 +192,21 @@ def info_command(args):
 
 def dream_command(args):
     check_output(args.output)  # a path that cannot be written fails now, not after the dream
+    preview = preview_request(args)
     started = time.monotonic()
     with contextlib.nullcontext() if args.in_process else connect(args) as client:
         image = read_image(args.input)
         params = requested_params(args)
         bar = ProgressBar(enabled=not args.quiet)
+        progress = showing_previews(bar, args.preview)
         try:
             pong = None if client is None else find_daemon(client)
             if pong is None:
                 reason = "" if client is None else f"no daemon at {client.endpoint}; "
                 say(f"{reason}dreaming in-process (loads the model, slower)")
-                dreamed, record = dream_in_process(image, params, args, bar)
+                dreamed, record = dream_in_process(image, params, args, progress, preview)
             else:
-                dreamed, record = dream_on_daemon(client, pong, image, params, args, bar)
+                dreamed, record = dream_on_daemon(client, pong, image, params, args, progress, preview)
         finally:
             bar.finish()  # whatever comes next starts on a line of its own
     for note in write_image(args.output, dreamed, record):
@@ -215,6 +228,34 @@ def check_output(path):
         raise CommandError(f"{path}: cannot write it (permission denied)")
 
 
+def preview_request(args):
+    """The previews --preview asks for (None without it), checked: the file can be written, the interval is in range."""
+    if args.preview is None:
+        if args.preview_interval is not None:
+            raise CommandError("--preview-interval needs --preview FILE, the file to show the previews in")
+        return None
+    check_output(args.preview)
+    try:
+        return previews.checked({} if args.preview_interval is None else {"interval": args.preview_interval})
+    except ProtocolError as error:
+        raise CommandError(error.message.replace("`preview.interval`", "--preview-interval")) from None
+
+
+def showing_previews(bar, path):
+    """The progress callback: the bar, and each preview written whole to `path` (when given)."""
+    if path is None:
+        return bar
+
+    def progress(event):
+        bar(event)
+        preview = event.get("preview")
+        if preview:
+            pixels = np.frombuffer(preview["pixels"], np.uint8).reshape(preview["height"], preview["width"], 3)
+            write_whole(path, pixels)
+
+    return progress
+
+
 def find_daemon(client):
     """The daemon's pong once it is ready, or None when no daemon answers."""
     try:
@@ -231,18 +272,18 @@ def find_daemon(client):
         raise CommandError(f"{error} See its log, or use --in-process.") from None
 
 
-def dream_on_daemon(client, pong, image, params, args, bar):
+def dream_on_daemon(client, pong, image, params, args, progress, preview):
     if args.weights != "imagenet" or args.precision != "auto":
         say(f"note: --weights and --precision apply in-process only; the daemon uses "
             f"{pong.get('weights')} weights at {pong.get('precision')} (or pass --in-process)")
     defaults = client.info().get("defaults", {})
-    dreamed, result = client.dream_array(image, params, return_result=True, progress=bar,
+    dreamed, result = client.dream_array(image, params, return_result=True, progress=progress, preview=preview,
                                          timeout=args.timeout)  # Ctrl-C cancels it on the daemon
     used = {name: value for name, value in result.stats.items() if name in defaults}  # e.g. a smaller tile after OOM
     return dreamed, describe({**defaults, **params, **used}, {**pong, **result.stats}, f"daemon at {client.endpoint}")
 
 
-def dream_in_process(image, params, args, bar):
+def dream_in_process(image, params, args, progress, preview):
     """The engine in this process: TensorFlow is imported only on this path."""
     from dream_engine import startup
 
@@ -252,7 +293,9 @@ def dream_in_process(image, params, args, bar):
     try:
         dream_params = DreamParams.from_dict(params)
         engine = DreamEngine(weights=args.weights, precision=args.precision)
-        dreamed = engine.dream(image, dream_params, progress=bar)
+        if preview is not None:
+            progress = previews.in_process(progress, preview)
+        dreamed = engine.dream(image, dream_params, progress=progress)
     except DreamError as error:
         raise CommandError(str(error)) from None
     about = {"model": engine.model, "weights": engine.weights, "precision": engine.precision, "device": engine.device}

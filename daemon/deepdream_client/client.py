@@ -276,7 +276,7 @@ class DreamClient:
     # -- dreams: sent once, answered with progress and one final reply ----------------------------
 
     def dream(self, pixels, width, height, channels, dtype="uint8", params=None, progress=None,
-              timeout=None, cancel_check=None, request_id=None):
+              timeout=None, cancel_check=None, request_id=None, preview=None):
         """Dream a raw image: `pixels` are row-major, interleaved, little-endian
         samples (`dtype` uint8, uint16 or float32 in [0, 1]). Returns a
         DreamResult with pixels of the same layout.
@@ -284,6 +284,10 @@ class DreamClient:
         `progress(event)` gets each progress event (octave, octaves, step, steps,
         fraction), heartbeats included: a repeat of the last one, or, while the
         dream waits in the queue, one with octave 0 and `queued` = its place.
+        `preview`: None (no previews), or {"interval": seconds, "max_side":
+        pixels}, either key optional (docs/protocol.md, "Previews"); then some
+        events carry event["preview"]: width, height, channels (3), dtype
+        ("uint8"), format ("raw") and `pixels`, the RGB bytes of the dream so far.
         `cancel_check()` is asked about ten times a second; when it
         returns true the dream is cancelled on the daemon and DaemonError
         CANCELLED is raised. Ctrl-C (KeyboardInterrupt) cancels it too, then
@@ -297,11 +301,12 @@ class DreamClient:
         size = memoryview(pixels).nbytes
         if size != expected:
             raise ValueError(f"{width}x{height}x{channels} {dtype} pixels take {expected} bytes, got {size}")
-        return self._dream(image, pixels, params, progress, timeout, cancel_check, request_id)
+        return self._dream(image, pixels, params, progress, timeout, cancel_check, request_id, preview)
 
-    def dream_encoded(self, data, params=None, progress=None, timeout=None, cancel_check=None, request_id=None):
+    def dream_encoded(self, data, params=None, progress=None, timeout=None, cancel_check=None, request_id=None,
+                      preview=None):
         """Dream an encoded image (PNG, JPEG, WebP, TIFF bytes); the result's pixels are PNG bytes."""
-        return self._dream({"format": ENCODED}, data, params, progress, timeout, cancel_check, request_id)
+        return self._dream({"format": ENCODED}, data, params, progress, timeout, cancel_check, request_id, preview)
 
     def dream_array(self, array, params=None, return_result=False, **options):
         """Dream a numpy array (H x W or H x W x C; uint8, uint16 or float32 in
@@ -322,10 +327,11 @@ class DreamClient:
         dreamed = numpy.frombuffer(result.pixels, dtype=little_endian).reshape(original_shape).copy()
         return (dreamed, result) if return_result else dreamed
 
-    def _dream(self, image, payload, params, progress, timeout, cancel_check, request_id):
+    def _dream(self, image, payload, params, progress, timeout, cancel_check, request_id, preview):
         silence = self.timeout if timeout is None else timeout
         request_id = request_id or new_request_id()
-        header = protocol.request("dream", request_id, params=params or {}, image=image, progress=True)
+        asked = {} if preview is None else {"preview": preview}  # the daemon checks it (BAD_REQUEST)
+        header = protocol.request("dream", request_id, params=params or {}, image=image, progress=True, **asked)
         with self._socket() as socket:
             if not self._send(socket, header, payload, silence):
                 raise self._unavailable(f"could not send the dream within {self._seconds(timeout)}")
@@ -361,7 +367,7 @@ class DreamClient:
             if header.get("type") != "progress":
                 return _dream_result(header, payload)
             if progress is not None:
-                progress(header)
+                progress(_with_preview(header, payload))
 
     def _lost(self, silence, ping_timeout):
         """The error for a dream the daemon stopped talking about. A ping tells
@@ -474,6 +480,21 @@ def _dream_result(header, payload):
                           header.get("id"))
     return DreamResult(pixels=bytes(payload), image=header.get("image", {}), stats=header.get("stats", {}),
                        header=header)
+
+
+def _with_preview(event, frame):
+    """A progress event with its preview's pixels (the second frame) in event["preview"];
+    a preview whose frame does not fit its description is left out (it shows nothing)."""
+    description = event.get("preview")
+    if description is None:
+        return event
+    try:
+        fits = protocol.raw_payload_size(description) == len(frame) and description.get("channels") == 3
+    except protocol.ProtocolError:
+        fits = False
+    if not fits:
+        return {key: value for key, value in event.items() if key != "preview"}
+    return {**event, "preview": {**description, "pixels": frame}}
 
 
 def _ms(seconds):

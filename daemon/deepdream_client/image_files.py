@@ -5,7 +5,10 @@ deep image is not dreamed through 8 bits. Where an output format cannot hold
 what the array has (alpha in JPEG, 16 bits in WebP), the file gets the nearest
 thing it can hold and the caller is told what was lost."""
 
+import contextlib
 import json
+import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -137,6 +140,24 @@ def write_image(path, array, metadata):
     except OSError as error:
         raise ImageFileError(f"{path}: cannot write it ({error})") from None
     return notes
+
+
+def write_whole(path, array):
+    """Write `array` to `path` (format by its extension) so that a program reading
+    it meanwhile never sees half a file: into a temporary file beside it, then
+    renamed over it in one step."""
+    format_name = output_format(path)
+    image, _ = to_image(array, format_name)
+    folder, name = os.path.split(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            image.save(file, format=format_name)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise ImageFileError(f"{path}: cannot write it ({error})") from None
 
 
 def to_image(array, format_name):

@@ -43,6 +43,30 @@ def field(mapping, key, kind, name=None, default=_ABSENT, code=BAD_REQUEST):
     return value
 
 
+def checked_options(value, name, table):
+    """A request's map of numeric options (`preview`, `zoom`) checked against `table`
+    ({key: vocabulary Param}): left-out keys at their defaults, each value of its
+    kind and in its range (NaN never is); ProtocolError BAD_REQUEST naming the key."""
+    keys = " and ".join(table) if len(table) <= 2 else ", ".join(table)
+    if not isinstance(value, dict):
+        every = "both" if len(table) == 2 else "all"
+        raise ProtocolError(BAD_REQUEST, f"`{name}` must be a map with the keys {keys} ({every} optional), "
+                                         f"got {shown(value)}")
+    for key in value:
+        if key not in table:
+            raise ProtocolError(BAD_REQUEST, f"`{name}` has an unknown key {shown(key)}; its keys are {keys}")
+    options = {}
+    for key, param in table.items():
+        number = value.get(key, param.default)
+        kinds = (int,) if param.kind is int else (int, float)
+        if isinstance(number, bool) or not isinstance(number, kinds) or not param.low <= number <= param.high:
+            kind = "a whole number" if param.kind is int else "a number"
+            raise ProtocolError(BAD_REQUEST, f"`{name}.{key}` must be {kind} from {param.low:g} to "
+                                             f"{param.high:g}, got {shown(number)}")
+        options[key] = param.kind(number)
+    return options
+
+
 def pack(header):
     return msgpack.packb(header, use_bin_type=True)
 

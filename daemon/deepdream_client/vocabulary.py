@@ -89,6 +89,12 @@ DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
 LAYER_WEIGHTS = (-100.0, 100.0)
 DEFAULT_DETAIL = True  # re-inject the detail that downscaling an octave loses
 
+# -- previews: a dream request's optional `preview` map (docs/protocol.md, "Previews") -----------------
+
+PREVIEW_INTERVAL = Param(float, 2.0, 0.5, 60.0)  # seconds between previews within an octave
+PREVIEW_MAX_SIDE = Param(int, 512, 32, 2048)  # a preview's longer side, in pixels (never scaled up)
+PREVIEW = {"interval": PREVIEW_INTERVAL, "max_side": PREVIEW_MAX_SIDE}
+
 # Named parameter sets: the plug-in's Preset menu, and the benchmark's "Classic preset" job.
 PRESETS = {
     "subtle": ("Subtle textures", {"layers": {"mixed1": 1.0, "mixed2": 0.5}, "octaves": 3, "octave_scale": 1.4,

@@ -18,6 +18,7 @@ import zmq
 
 from . import payloads
 from .jobs import Job, QueueFull
+from deepdream_client import previews
 from deepdream_client.protocol import (MAX_HEADER_BYTES, VERSION, ProtocolError, error, field, pack, shown, stopped,
                                        unpack)
 from deepdream_client.vocabulary import (BAD_REQUEST, CANCEL, CHANNELS, DREAM, DTYPE_SIZES, INFO, INTERNAL,
@@ -164,6 +165,9 @@ class Server:
         if request_id is None or request_id == "":
             raise ProtocolError(BAD_REQUEST, "a dream needs an `id`, so that its replies and a cancel can name it")
         wants_progress = field(header, "progress", bool, default=False)
+        preview = previews.checked(header["preview"]) if "preview" in header else None
+        if preview is not None and not wants_progress:
+            raise ProtocolError(BAD_REQUEST, "previews travel in progress events: `preview` needs `progress` true")
         params = field(header, "params", dict, default={}, code=INVALID_PARAMS)
         if self.worker.state == "ready":
             self.worker.validate(params)  # early answer; while loading the worker checks them when the job starts
@@ -178,7 +182,7 @@ class Server:
             log.info("request %s from %s refused: %s %s", shown(request_id), _peer(envelope), BAD_REQUEST, message)
             return {**error(request_id, BAD_REQUEST, message), "duplicate_id": True}
         label = f"{size[0]}x{size[1]}" if size else f"{len(payload)}-byte file"
-        job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label)
+        job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label, preview=preview)
         try:
             self.jobs.put(job)
         except QueueFull:
@@ -219,15 +223,18 @@ class Server:
                 break
         for job, header, payload in self.outbox.drain():
             if header["type"] == "progress":
-                _guarded(self._send_progress, job, header)
+                _guarded(self._send_progress, job, header, payload)
             else:
                 _guarded(self._finish, job, header, payload)
 
-    def _send_progress(self, job, event):
+    def _send_progress(self, job, event, preview=None):
+        """Send a progress event, with its preview frame when it has one."""
         if job.stop_reason:
             return
-        job.last_progress, job.last_sent = event, time.monotonic()
-        if not self._send(job.envelope, event):
+        # A heartbeat repeats the event without its preview: the frame is not kept.
+        job.last_progress = {key: value for key, value in event.items() if key != "preview"}
+        job.last_sent = time.monotonic()
+        if not self._send(job.envelope, event, preview):
             log.info("job %s: its client went away; stopping the dream", shown(job.request_id))
             self._stop(job, "vanished")
 

@@ -15,6 +15,7 @@ import zmq
 
 from . import payloads
 from .notify import notify, status
+from deepdream_client.previews import Previews
 from deepdream_client.protocol import ProtocolError, error, shown, stopped
 from deepdream_client.vocabulary import INTERNAL, NOT_READY, OUT_OF_MEMORY, PARAMS, UNKNOWN_LAYER
 
@@ -203,10 +204,16 @@ class Worker(threading.Thread):
         """Dream, retrying with smaller tiles when the device runs out of memory."""
         from dream_engine.errors import OutOfMemory
 
+        previews = Previews(job.preview) if job.preview else None
+
         def progress(event):
             fraction = max(event["fraction"], (job.last_progress or {}).get("fraction", 0.0))
-            event = {key: value for key, value in event.items() if key != "snapshot"}  # a callable: not for the wire
-            self.outbox.post(job, {"type": "progress", "id": job.request_id, **event, "fraction": fraction})
+            wire = {key: value for key, value in event.items() if key != "snapshot"}  # a callable: not for the wire
+            header = {"type": "progress", "id": job.request_id, **wire, "fraction": fraction}
+            frame = None
+            if previews is not None and previews.due(event):
+                header["preview"], frame = previews.take(event["snapshot"])
+            self.outbox.post(job, header, frame)
 
         while True:
             try:
