@@ -365,7 +365,7 @@ def test_killed_plugin_stops_the_daemons_job(gimp, dreamd, client):
     process = gimp.batch(KILLED, DD_ENDPOINT=dreamd.endpoint)
     try:
         assert poll(lambda: client.ping().get("busy"), 60, 0.1), "the dream never started"
-        plugin = gimp.processes_running(gimp.path(f"config/GIMP/{gimp.version}/plug-ins/deepdream/deepdream.py"))
+        plugin = gimp.plugin_processes()
         assert len(plugin) == 1
         killed_at = time.monotonic()
         os.kill(plugin[0], signal.SIGKILL)

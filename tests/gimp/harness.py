@@ -64,6 +64,10 @@ class GimpRoot:
     def setup(self):
         shutil.rmtree(self.work, ignore_errors=True)
         self.plugin_dir.mkdir(parents=True)
+        # A GIMP run for the first time shows a Welcome dialog (3.2 over the image window); a user closes it
+        # once, the tests say so up front.
+        (self.plugin_dir.parent / "gimprc").write_text("(show-welcome-dialog no)\n")
+        self.mounted_proc = mount_proc(self.root)
         # install-plugin.sh writes client.json too; this run's copy goes into a scratch folder and
         # the tests write the root's own where they need one.
         env = {**os.environ, "XDG_CONFIG_HOME": str(self.work / "host-config")}
@@ -73,6 +77,9 @@ class GimpRoot:
 
     def cleanup(self):
         shutil.rmtree(self.work, ignore_errors=True)
+        others = list((self.root / "tmp").glob("deepdream-tests-*"))  # test runs still using the root's /proc
+        if self.mounted_proc and not others:
+            subprocess.run(["umount", "--lazy", str(self.root / "proc")], check=False)
 
     def host(self, name):
         return self.work / name
@@ -128,6 +135,10 @@ class GimpRoot:
     def read(self, name):
         return (self.work / name).read_bytes()
 
+    def plugin_processes(self):
+        """Pids of this run's DeepDream plug-in processes (each of its runs is one)."""
+        return self.processes_running(self.path(f"config/GIMP/{self.version}/plug-ins/deepdream/deepdream.py"))
+
     def processes_running(self, needle):
         """Pids of processes whose command line contains `needle` (this run's folder makes it unique)."""
         pids = []
@@ -139,6 +150,18 @@ class GimpRoot:
                 except OSError:
                     pass
         return pids
+
+
+def mount_proc(root):
+    """Mounts /proc in the root unless it is there; True if this call mounted it. GIMP 3.2's image loaders
+    (glycin, through gdk-pixbuf) probe their bwrap sandbox and read /proc: without it they take the sandbox
+    for working, every icon fails to load and GIMP's window aborts at start. With /proc they see that bwrap
+    cannot make namespaces here and load unsandboxed, as they would in any container."""
+    proc = root / "proc"
+    if os.path.ismount(proc):
+        return False
+    subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+    return True
 
 
 def wait_for(process, timeout):

@@ -126,6 +126,10 @@ def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
         assert poll(daemon_busy, 30, 0.1), "the daemon got no dream"
         shoot(screen, "progress")
         assert image_window(screen, 2), "no new layer after OK"
+        # The title counts the new layer as soon as it is inserted; GIMP 3.2 shows it empty until the
+        # plug-in's pixels and its end arrive (about 2 s later on 2 busy cores), and the screen is still
+        # in between: wait for the plug-in to finish.
+        assert poll(lambda: not gimp.plugin_processes(), 60, 0.1), "the plug-in did not finish after its layer"
         after = redrawn(screen, before)
 
         menu = open_menu(screen, "alt+e")  # _Edit
