@@ -51,7 +51,9 @@ class BuiltIn:
     the layers offered for dreaming (a short list of block outputs, shallow
     to deep: each dreams differently, the rest of the ~100-800 layers add
     little but a longer menu), with the target a request without one gets, and
-    the smallest image side it takes (Keras's documented minimum)."""
+    the smallest image side it takes (Keras's documented minimum: InceptionV3
+    and VGG need it; ResNet50V2 and Xception pad and would compute on less, to
+    little purpose)."""
 
     application: str
     preprocess: str
@@ -172,7 +174,7 @@ def load_model_file(path, precision):
     path = Path(path)
     preprocess = read_preprocess(path)
     try:
-        # Safe mode: a model file is data, not code (no Lambda layers' pickled functions run).
+        # Safe mode: a model file is data, not code (a Lambda layer's serialized function is refused).
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
         inputs = model.inputs
     except Exception as error:  # noqa: BLE001  h5py, zipfile, JSON and Keras each raise their own for a bad file

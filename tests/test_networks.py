@@ -226,7 +226,8 @@ def test_every_built_in_builds_with_its_curated_layers(name):
     network = networks.load_network(name, weights="random")
     assert network.layers == networks.BUILT_IN[name].layers
     assert set(network.default_layers) <= set(network.layers)
-    assert network.min_side == networks.smallest_side(network.base)  # Keras's documented minimum is the real one
+    assert network.min_side >= networks.smallest_side(network.base)  # Keras's documented minimum runs (padded
+    # ResNet50V2 and Xception would run smaller, down to 1 and 7 px, with little left to dream)
     strides = [network.strides[layer] for layer in network.layers]
     assert strides == sorted(strides) and set(strides) <= {1, 2, 4, 8, 16, 32}, strides
     if name == "inception_v3":  # what dream_engine.model's rule says: 8 to mixed2, 16 to mixed7, then 32
