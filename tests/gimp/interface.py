@@ -14,6 +14,7 @@ CANVAS = (slice(80, 760), slice(200, 1040))  # rulers to scroll bars, above the 
 PRESET_COMBO = (253, 28)  # in the DeepDream dialog, from its top left corner
 OK_BUTTON = (-68, -42)  # from its bottom right corner
 DIALOG_AT = (300, 150)  # where the walks put the dialog
+GIMP_START_S = 300
 # What the plug-in and its dialog must never print: GLib criticals and warnings (GTK's and GIMP's
 # widget libraries report to the plug-in's stderr as "(python-fu-deepdream:PID): Domain-LEVEL"),
 # the procedure dialog's complaints (a clashing or missing mnemonic), Python's warnings and tracebacks.
@@ -67,7 +68,8 @@ class GimpWindow:
                                                      DISPLAY=self.screen.display, DEEPDREAM_ENDPOINT=endpoint),
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            assert image_window(self.screen, 1), "GIMP's image window did not appear"
+            # GIMP's start reads every plug-in and font: minutes on a loaded 2-core machine
+            assert image_window(self.screen, 1, GIMP_START_S), "GIMP's image window did not appear"
             self.screen.xdotool("windowsize", self.screen.windows("GIMP$")[0], 1280, 800)
             self.screen.xdotool("mousemove", *NOWHERE)
         except BaseException:
