@@ -67,20 +67,24 @@ def frame_params(params, index):
     return replace(params, seed=(params.seed + index) % SEEDS)
 
 
-def frame_progress(event, position, count, index, last_index):
-    """A dream's progress event as part of a zoom: `fraction` over all `count`
-    frames (this one is number `position` from 0), with the frame's `index` and
-    the zoom's last index as `frame` and `frames`."""
-    return {**event, "fraction": (position + event["fraction"]) / count, "frame": index, "frames": last_index}
-
-
-def frames(image, zoom, dream):
-    """Yield (index, frame) for index first_index + 1 .. first_index + frames, as
-    each is done: the previous frame (`image` first) transformed as `zoom` says
-    (the checked `zoom` map), then `dream(frame, position, index)` -> its dream."""
+def frames(image, zoom, params, dream):
+    """Yield (index, frame, params used) for index first_index + 1 .. first_index +
+    frames, as each is done: the previous frame (`image` first) transformed as the
+    checked `zoom` map says, then dream(frame, its params, as_part) -> (its dream,
+    the params used). as_part(event) makes the dream's progress event one of the
+    whole zoom: `fraction` over all frames, plus `frame` (its index) and `frames`
+    (the last index). Params changed on the way (a smaller tile_size after the
+    device ran out of memory) carry on to the next frame, under its own seed."""
     first, count = zoom["first_index"], zoom["frames"]
+    last = first + count
     previous = image
     for position in range(count):
         index = first + 1 + position
-        previous = dream(transform(previous, zoom["scale"], zoom["rotate"]), position, index)
-        yield index, previous
+
+        def as_part(event, done=position, index=index):
+            return {**event, "fraction": (done + event["fraction"]) / count, "frame": index, "frames": last}
+
+        moved = transform(previous, zoom["scale"], zoom["rotate"])
+        previous, used = dream(moved, frame_params(params, index), as_part)
+        params = replace(used, seed=params.seed)
+        yield index, previous, params

@@ -393,7 +393,7 @@ def test_a_req_client_gets_errors_too(daemon):
     assert call(daemon.endpoint, b"\xc1 not msgpack")[0]["code"] == "BAD_REQUEST"
     assert call(daemon.endpoint, {"v": 1, "op": "nope", "id": "x"})[0] == {
         "type": "error", "id": "x", "code": "UNKNOWN_OP",
-        "message": 'unknown op "nope"; the ops are ping, info, dream, cancel'}
+        "message": 'unknown op "nope"; the ops are ping, info, dream, cancel, zoom'}
 
 
 def test_messages_quote_client_values_briefly_and_readably(daemon):

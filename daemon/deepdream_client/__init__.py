@@ -8,7 +8,7 @@ engine for instance."""
 
 _EXPORTS = {
     "DreamClient": "client", "DreamResult": "client", "DaemonError": "client",
-    "DaemonUnavailable": "client", "SettingsError": "client",
+    "DaemonUnavailable": "client", "SettingsError": "client", "ZoomFrame": "client", "ZoomResult": "client",
 }
 __all__ = list(_EXPORTS)
 

@@ -293,14 +293,7 @@ class DreamClient:
         CANCELLED is raised. Ctrl-C (KeyboardInterrupt) cancels it too, then
         propagates as DreamInterrupted. `timeout`: see DreamClient; a dream
         the daemon says nothing about for that long is lost (DaemonUnavailable)."""
-        image = protocol.raw_image(width, height, channels, dtype)
-        try:
-            expected = protocol.raw_payload_size(image)
-        except protocol.ProtocolError as error:
-            raise ValueError(error.message) from None
-        size = memoryview(pixels).nbytes
-        if size != expected:
-            raise ValueError(f"{width}x{height}x{channels} {dtype} pixels take {expected} bytes, got {size}")
+        image = _raw_description(pixels, width, height, channels, dtype)
         return self._dream(image, pixels, params, progress, timeout, cancel_check, request_id, preview)
 
     def dream_encoded(self, data, params=None, progress=None, timeout=None, cancel_check=None, request_id=None,
@@ -316,15 +309,10 @@ class DreamClient:
         import numpy
 
         original_shape = array.shape
-        if array.ndim == 2:
-            array = array[:, :, None]
-        if array.ndim != 3:
-            raise ValueError(f"expected an H x W or H x W x C array, got shape {original_shape}")
-        little_endian = array.dtype.newbyteorder("<")
-        array = numpy.ascontiguousarray(array, dtype=little_endian)
+        array = _as_raw(array)
         height, width, channels = array.shape
         result = self.dream(array, width, height, channels, array.dtype.name, params, **options)
-        dreamed = numpy.frombuffer(result.pixels, dtype=little_endian).reshape(original_shape).copy()
+        dreamed = numpy.frombuffer(result.pixels, dtype=array.dtype).reshape(original_shape).copy()
         return (dreamed, result) if return_result else dreamed
 
     def _dream(self, image, payload, params, progress, timeout, cancel_check, request_id, preview):
@@ -336,14 +324,15 @@ class DreamClient:
             if not self._send(socket, header, payload, silence):
                 raise self._unavailable(f"could not send the dream within {self._seconds(timeout)}")
             try:
-                return self._await_dream(socket, request_id, progress, silence, cancel_check)
+                return _dream_result(*self._await_dream(socket, request_id, progress, silence, cancel_check))
             except KeyboardInterrupt:
                 final = self._cancel_on(socket, request_id, CANCEL_GRACE)
                 raise DreamInterrupted(self.endpoint, stopped=final is not None) from None
 
     def _await_dream(self, socket, request_id, progress, silence, cancel_check):
-        """Progress events until the final reply. The daemon sends a dream that
-        asked for progress a heartbeat at least every second, queued or running
+        """Progress events until the next other message about the dream, its final
+        reply or a zoom's frame: that message's (header, payload). The daemon sends
+        a dream that asked for progress a heartbeat at least every second, queued or running
         (docs/protocol.md, section 8), so `silence` seconds without a word about
         this dream mean it is lost: the daemon died, or restarted and forgot it.
         Only the dream's own messages can tell: a restarted daemon busy with
@@ -365,9 +354,61 @@ class DreamClient:
             heard = time.monotonic()
             header, payload = reply
             if header.get("type") != "progress":
-                return _dream_result(header, payload)
+                return header, payload
             if progress is not None:
                 progress(_with_preview(header, payload))
+
+    # -- zooms: a dream of many frames, each sent as soon as it is done --------------------------
+
+    def zoom_frames(self, pixels, width, height, channels, dtype="uint8", zoom=None, params=None, progress=None,
+                    timeout=None, cancel_check=None, request_id=None, preview=None):
+        """The infinite zoom of a raw image (laid out as for dream()): yields a
+        ZoomFrame as each frame arrives, in order; the generator's return value
+        (StopIteration.value) is the ZoomResult. `zoom`: the request's zoom map,
+        {"frames", "scale", "rotate", "first_index", "frame_delay_ms"}, every key
+        optional (docs/protocol.md, "zoom"). Progress events carry `frame` and
+        `frames` too. Frames already yielded are the caller's whatever happens
+        next: a cancel (cancel_check, Ctrl-C) or a lost daemon raises as for
+        dream(), and a caller that stops iterating early (break, its own error)
+        cancels the zoom on the daemon."""
+        image = _raw_description(pixels, width, height, channels, dtype)
+        return self._zoom(image, pixels, zoom, params, progress, timeout, cancel_check, request_id, preview)
+
+    def zoom(self, pixels, width, height, channels, dtype="uint8", on_frame=None, **options):
+        """zoom_frames() run to the end: `on_frame(frame)` gets each ZoomFrame as it
+        arrives; returns the ZoomResult. A failure in on_frame, Ctrl-C included,
+        cancels the zoom on the daemon and propagates."""
+        return _run_zoom(self.zoom_frames(pixels, width, height, channels, dtype, **options), on_frame)
+
+    def zoom_array(self, array, on_frame=None, **options):
+        """zoom() of a numpy array (as for dream_array); frame.array() gives each frame as one."""
+        array = _as_raw(array)
+        height, width, channels = array.shape
+        return self.zoom(array, width, height, channels, array.dtype.name, on_frame=on_frame, **options)
+
+    def _zoom(self, image, payload, zoom, params, progress, timeout, cancel_check, request_id, preview):
+        silence = self.timeout if timeout is None else timeout
+        request_id = request_id or new_request_id()
+        asked = {} if preview is None else {"preview": preview}
+        header = protocol.request("zoom", request_id, params=params or {}, image=image, zoom=zoom or {},
+                                  progress=True, **asked)
+        with self._socket() as socket:
+            if not self._send(socket, header, payload, silence):
+                raise self._unavailable(f"could not send the zoom within {self._seconds(timeout)}")
+            while True:
+                try:
+                    reply, data = self._await_dream(socket, request_id, progress, silence, cancel_check)
+                except KeyboardInterrupt:
+                    final = self._cancel_on(socket, request_id, CANCEL_GRACE)
+                    raise DreamInterrupted(self.endpoint, stopped=final is not None) from None
+                if reply.get("type") != "frame":
+                    return _zoom_result(reply)
+                try:
+                    yield ZoomFrame(index=reply.get("index"), frames=reply.get("frames"), pixels=bytes(data),
+                                    image=reply.get("image", {}), header=reply)
+                except GeneratorExit:  # the caller stopped reading: the zoom stops too
+                    self._cancel_on(socket, request_id, CANCEL_GRACE)
+                    raise
 
     def _lost(self, silence, ping_timeout):
         """The error for a dream the daemon stopped talking about. A ping tells
@@ -393,7 +434,7 @@ class DreamClient:
             reply = self._receive(socket, request_id, remaining)
             if reply is None:
                 return None
-            if reply[0].get("type") != "progress":
+            if reply[0].get("type") not in ("progress", "frame"):  # a frame done meanwhile is not the end
                 return reply[0]
         return None
 
@@ -480,6 +521,84 @@ def _dream_result(header, payload):
                           header.get("id"))
     return DreamResult(pixels=bytes(payload), image=header.get("image", {}), stats=header.get("stats", {}),
                        header=header)
+
+
+@dataclass
+class ZoomFrame:
+    """One frame of a zoom, as it arrived: `index` (1 is the first after the start),
+    `frames` (the zoom's last index), `pixels` laid out as `image` says."""
+
+    index: int
+    frames: int
+    pixels: bytes
+    image: dict
+    header: dict = field(default_factory=dict)
+
+    def array(self):
+        """The frame as an H x W x C numpy array (numpy needed; an encoded zoom's PNG frame needs Pillow)."""
+        if self.image.get("format") == ENCODED:
+            import io
+
+            from .image_files import decode_image
+
+            return decode_image(io.BytesIO(self.pixels))
+        import numpy
+
+        dtype = numpy.dtype(self.image["dtype"]).newbyteorder("<")
+        return numpy.frombuffer(self.pixels, dtype).reshape(self.image["height"], self.image["width"],
+                                                             self.image["channels"])
+
+
+@dataclass
+class ZoomResult:
+    frames_sent: int
+    stats: dict = field(default_factory=dict)
+    header: dict = field(default_factory=dict)
+
+
+def _run_zoom(frames, on_frame):
+    """Drain a zoom_frames generator into on_frame; its ZoomResult. Closing it on the
+    way out cancels a zoom that on_frame (or Ctrl-C inside it) cut short."""
+    try:
+        while True:
+            frame = next(frames)
+            if on_frame is not None:
+                on_frame(frame)
+    except StopIteration as end:
+        return end.value
+    finally:
+        frames.close()
+
+
+def _zoom_result(header):
+    header = _final(header)
+    if header.get("type") != "result":
+        raise DaemonError(BAD_REQUEST, f"expected a frame or a result, the daemon sent {header.get('type')!r}",
+                          header.get("id"))
+    return ZoomResult(frames_sent=header.get("frames_sent", 0), stats=header.get("stats", {}), header=header)
+
+
+def _raw_description(pixels, width, height, channels, dtype):
+    """The `image` description of raw `pixels`; ValueError if they do not fit it."""
+    image = protocol.raw_image(width, height, channels, dtype)
+    try:
+        expected = protocol.raw_payload_size(image)
+    except protocol.ProtocolError as error:
+        raise ValueError(error.message) from None
+    size = memoryview(pixels).nbytes
+    if size != expected:
+        raise ValueError(f"{width}x{height}x{channels} {dtype} pixels take {expected} bytes, got {size}")
+    return image
+
+
+def _as_raw(array):
+    """A numpy image (H x W or H x W x C) as a raw payload lays it out: H x W x C, contiguous, little-endian."""
+    import numpy
+
+    shaped = array[:, :, None] if array.ndim == 2 else array
+    if shaped.ndim != 3:
+        raise ValueError(f"expected an H x W or H x W x C array, got shape {array.shape}")
+    return numpy.ascontiguousarray(shaped, dtype=shaped.dtype.newbyteorder("<"))
 
 
 def _with_preview(event, frame):

@@ -12,8 +12,8 @@ PROTOCOL_VERSION = 1
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 MAX_HEADER_BYTES = 64 * 1024
 
-PING, INFO, DREAM, CANCEL = "ping", "info", "dream", "cancel"
-OPS = (PING, INFO, DREAM, CANCEL)
+PING, INFO, DREAM, CANCEL, ZOOM = "ping", "info", "dream", "cancel", "zoom"
+OPS = (PING, INFO, DREAM, CANCEL, ZOOM)
 
 # Error codes (docs/protocol.md, section 7), used by name so that a typo is a NameError.
 BAD_REQUEST = "BAD_REQUEST"
@@ -94,6 +94,16 @@ DEFAULT_DETAIL = True  # re-inject the detail that downscaling an octave loses
 PREVIEW_INTERVAL = Param(float, 2.0, 0.5, 60.0)  # seconds between previews within an octave
 PREVIEW_MAX_SIDE = Param(int, 512, 32, 2048)  # a preview's longer side, in pixels (never scaled up)
 PREVIEW = {"interval": PREVIEW_INTERVAL, "max_side": PREVIEW_MAX_SIDE}
+
+# -- the infinite zoom: a zoom request's optional `zoom` map (docs/protocol.md, "zoom") --------------------
+
+ZOOM_OPTIONS = {
+    "frames": Param(int, 10, 1, 10_000),  # frames dreamed after the request's image
+    "scale": Param(float, 1.05, 1.0, 2.0),  # how much each frame magnifies the previous one, about its centre
+    "rotate": Param(float, 0.0, -45.0, 45.0),  # degrees each frame turns, counter-clockwise
+    "first_index": Param(int, 0, 0, 1_000_000),  # the request image's frame number: 0, or the last one to resume from
+    "frame_delay_ms": Param(int, 100, 10, 60_000),  # how long a frame shows in an animation (the daemon echoes it)
+}
 
 # Named parameter sets: the plug-in's Preset menu, and the benchmark's "Classic preset" job.
 PRESETS = {

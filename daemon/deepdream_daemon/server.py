@@ -19,11 +19,11 @@ import zmq
 from . import payloads
 from .jobs import Job, QueueFull
 from deepdream_client import previews
-from deepdream_client.protocol import (MAX_HEADER_BYTES, VERSION, ProtocolError, error, field, pack, shown, stopped,
-                                       unpack)
+from deepdream_client.protocol import (MAX_HEADER_BYTES, VERSION, ProtocolError, checked_options, error, field, pack,
+                                       shown, stopped, unpack)
 from deepdream_client.vocabulary import (BAD_REQUEST, CANCEL, CHANNELS, DREAM, DTYPE_SIZES, INFO, INTERNAL,
                                          INVALID_PARAMS, MIN_SIDE, NOT_READY, PING, QUEUE_FULL, SHUTTING_DOWN,
-                                         UNKNOWN_OP, UNSUPPORTED_VERSION)
+                                         UNKNOWN_OP, UNSUPPORTED_VERSION, ZOOM, ZOOM_OPTIONS)
 
 log = logging.getLogger("deepdream.daemon")
 
@@ -45,7 +45,7 @@ class Server:
         self.active = {}  # (peer, request id) -> Job, queued or running
         self.stop_requested = False  # set by the SIGTERM handler
         self._shutdown_deadline = None
-        self._ops = {PING: self._ping, INFO: self._info, DREAM: self._dream, CANCEL: self._cancel}
+        self._ops = {PING: self._ping, INFO: self._info, DREAM: self._dream, CANCEL: self._cancel, ZOOM: self._zoom}
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class Server:
             if op is None:
                 raise ProtocolError(UNKNOWN_OP, f"unknown op {shown(name)}; the ops are {', '.join(self._ops)}")
             payload = body[1] if len(body) == 2 else None
-            if payload is not None and name != DREAM:
+            if payload is not None and name not in (DREAM, ZOOM):
                 raise ProtocolError(BAD_REQUEST, f"`{name}` takes no payload frame")
             if name == DREAM and header.get("progress") is True and _socket_type(frames[0]) == "REQ":
                 # A REQ socket takes one reply per request: a progress event would take the
@@ -121,6 +121,9 @@ class Server:
                 # DEALER client sends the delimiter too); the peer's handshake can.
                 raise ProtocolError(BAD_REQUEST, "a REQ socket takes exactly one reply, so it cannot receive "
                                                  "progress events; send `progress` false, or use a DEALER socket")
+            if name == ZOOM and _socket_type(frames[0]) == "REQ":
+                raise ProtocolError(BAD_REQUEST, "a zoom answers with a message per frame and a REQ socket takes "
+                                                 "exactly one reply; use a DEALER socket")
             reply = op(envelope, request_id, header, payload)
         except ProtocolError as failure:
             log.info("request %s from %s refused: %s %s", shown(request_id), _peer(envelope), failure.code,
@@ -157,7 +160,12 @@ class Server:
             raise ProtocolError(NOT_READY, "the model is still loading; try again in a few seconds "
                                              "(ping says state=ready when it is done)")
 
-    def _dream(self, envelope, request_id, header, payload):
+    def _zoom(self, envelope, request_id, header, payload):
+        """A dream of many frames (docs/protocol.md, "zoom"): its `zoom` map checked, then queued as a dream."""
+        zoom = checked_options(header.get("zoom", {}), "zoom", ZOOM_OPTIONS)
+        return self._dream(envelope, request_id, header, payload, zoom=zoom)
+
+    def _dream(self, envelope, request_id, header, payload, zoom=None):
         if self._shutdown_deadline is not None:
             raise ProtocolError(SHUTTING_DOWN, "the daemon is shutting down; send the dream again once it is back")
         if self.worker.state == "error":
@@ -182,7 +190,8 @@ class Server:
             log.info("request %s from %s refused: %s %s", shown(request_id), _peer(envelope), BAD_REQUEST, message)
             return {**error(request_id, BAD_REQUEST, message), "duplicate_id": True}
         label = f"{size[0]}x{size[1]}" if size else f"{len(payload)}-byte file"
-        job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label, preview=preview)
+        job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label, preview=preview,
+                  zoom=zoom)
         try:
             self.jobs.put(job)
         except QueueFull:
@@ -224,6 +233,8 @@ class Server:
         for job, header, payload in self.outbox.drain():
             if header["type"] == "progress":
                 _guarded(self._send_progress, job, header, payload)
+            elif header["type"] == "frame":
+                _guarded(self._send_frame, job, header, payload)
             else:
                 _guarded(self._finish, job, header, payload)
 
@@ -236,6 +247,13 @@ class Server:
         job.last_sent = time.monotonic()
         if not self._send(job.envelope, event, preview):
             log.info("job %s: its client went away; stopping the dream", shown(job.request_id))
+            self._stop(job, "vanished")
+
+    def _send_frame(self, job, header, frame):
+        """Send a finished zoom frame, even to a zoom being cancelled: it is the client's now."""
+        job.last_sent = time.monotonic()
+        if not self._send(job.envelope, header, frame):
+            log.info("job %s: its client went away; stopping the zoom", shown(job.request_id))
             self._stop(job, "vanished")
 
     def _probe_waiting_clients(self):

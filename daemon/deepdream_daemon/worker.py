@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 from dataclasses import replace
+from functools import partial
 
 import zmq
 
@@ -183,8 +184,13 @@ class Worker(threading.Thread):
             params = self.validate(job.params)
             image = payloads.decode(job.description, job.payload, self.settings.max_pixels)
             job.size = f"{image.shape[1]}x{image.shape[0]}x{image.shape[2]} {image.dtype}"
-            dreamed, params = self._dream(job, image, params)
-            description, payload = payloads.encode(dreamed, job.description)
+            if job.zoom is None:
+                dreamed, params = self._dream(job, image, params)
+                description, payload = payloads.encode(dreamed, job.description)
+                done = {"image": description}
+            else:
+                sent, params = self._zoom(job, image, params)
+                payload, done = None, {"frames_sent": sent}  # the frames went out as they were done
         except ProtocolError as failure:
             return error(job.request_id, failure.code, failure.message), None
         except DreamCancelled:
@@ -197,16 +203,32 @@ class Worker(threading.Thread):
         except Exception:  # noqa: BLE001  a bug must cost one request, not the daemon
             log.exception("job %s failed", shown(job.request_id))
             return error(job.request_id, INTERNAL, _INTERNAL_MESSAGE), None
-        stats = {**params.to_dict(), **self.describe()}
-        return {"type": "result", "id": job.request_id, "image": description, "stats": stats}, payload
+        stats = {**params.to_dict(), **self.describe(), **({} if job.zoom is None else {"zoom": job.zoom})}
+        return {"type": "result", "id": job.request_id, **done, "stats": stats}, payload
 
-    def _dream(self, job, image, params):
-        """Dream, retrying with smaller tiles when the device runs out of memory."""
+    def _zoom(self, job, image, params):
+        """Dream a zoom's frames, posting each as soon as it is done (a cancel keeps them
+        with the client); (frames sent, the params used)."""
+        from dream_engine import zoom
+
+        sent, last = 0, job.zoom["first_index"] + job.zoom["frames"]
+        for index, frame, params in zoom.frames(image, job.zoom, params, partial(self._dream, job)):
+            description, payload = payloads.encode(frame, job.description)
+            self.outbox.post(job, {"type": "frame", "id": job.request_id, "index": index, "frames": last,
+                                   "image": description}, payload)
+            sent += 1
+        return sent, params
+
+    def _dream(self, job, image, params, as_part=None):
+        """Dream, retrying with smaller tiles when the device runs out of memory.
+        `as_part(event)`: a zoom frame's progress event as one of the whole zoom."""
         from dream_engine.errors import OutOfMemory
 
         previews = Previews(job.preview) if job.preview else None
 
         def progress(event):
+            if as_part is not None:
+                event = as_part(event)
             fraction = max(event["fraction"], (job.last_progress or {}).get("fraction", 0.0))
             wire = {key: value for key, value in event.items() if key != "snapshot"}  # a callable: not for the wire
             header = {"type": "progress", "id": job.request_id, **wire, "fraction": fraction}
