@@ -190,19 +190,24 @@ def dream_size(args, out):
     params = {**CLASSIC, "octaves": 2, "steps": 2} if args.quick else CLASSIC
     sides = [("full size", spec, params)] + [(f"dream size {size:g} MP", spec, {**params, "dream_size": size})
                                              for size in sizes] + [("directly", direct, params)]
-    rows, details, reference = [], {"load_before": load_average()}, None
+    details, results = {"load_before": load_average()}, {}
     if args.crops:
         report.save_views(make_image(spec), args.crops, "input")
-    for number, (label, image, side_params) in enumerate(sides):
+    # The long full-size dream goes last, and each side says its figures as it ends:
+    # on a busy machine the others are known even if that one is cut short.
+    for number, (label, image, side_params) in reversed(list(enumerate(sides))):
         name = f"dream-size-{number}"
         result = run_side({"side": "engine", "image": image, "params": side_params, "precision": args.precision,
                            "name": name, "out": out})
-        reference = reference or result
-        rows.append(_row("dream-size", f"engine, {image}, {label}", result["precision"], result,
-                         engine_pixel_steps(result["octaves"], side_params), reference))
+        results[number] = result
+        print(f"{image}, {label}: {result['seconds']:.1f} s ({result['cpu_s']:.0f} CPU s), peak RSS "
+              f"{result['peak_rss_mib']:.0f} MiB, load {load_average():.1f}", flush=True)
         details[f"octaves, {label}"] = "; ".join(octave["size"] for octave in result["octaves"])
         if args.crops:
             report.save_views(np.load(f"{out}/{name}.npy"), args.crops, f"{number}-{label.replace(' ', '-')}")
+    rows = [_row("dream-size", f"engine, {image}, {label}", results[number]["precision"], results[number],
+                 engine_pixel_steps(results[number]["octaves"], side_params), results[0])
+            for number, (label, image, side_params) in enumerate(sides)]
     details["load_after"] = load_average()
     return rows, details
 
