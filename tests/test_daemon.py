@@ -40,7 +40,10 @@ def test_ping_describes_the_daemon(daemon):
     assert pong["type"] == "pong" and pong["id"].startswith("ping")
     assert pong["state"] == "ready" and pong["busy"] is False and pong["queued"] == 0
     assert pong["weights"] == "random" and pong["precision"] == "float32" and pong["model"] == "inception_v3"
-    assert pong["protocol"] == 1 and pong["version"] and pong["device"]
+    assert pong["backend"] == "tensorflow" and pong["device"] == "CPU"
+    assert pong["protocol"] == 1 and pong["version"]
+    # the log's ready line says the same
+    assert "ready: random weights, tensorflow backend on CPU at float32, in " in daemon.log_text()
 
 
 def test_info_lists_layers_defaults_and_limits(daemon):

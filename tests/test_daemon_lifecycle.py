@@ -37,6 +37,18 @@ def test_ping_answers_while_the_model_loads_and_sigterm_then_exits_cleanly(tmp_p
         assert process.wait(30) == 0
 
 
+@pytest.mark.slow  # two fresh interpreters loading TensorFlow, then JAX
+def test_print_device_says_what_the_daemon_would_dream_with():
+    """install.sh's last line: asked of the installed stack, with no model loaded and no socket bound."""
+    done = run_daemon("--print-device", "--precision", "float32")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "backend tensorflow, device CPU, precision float32\n"
+    done = run_daemon("--print-device", "--backend", "jax")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout in ("backend jax, device CPU, precision bfloat16 (auto)\n",  # AMX or AVX512_BF16
+                           "backend jax, device CPU, precision float32 (auto)\n")
+
+
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
     """A daemon with a one-place queue, a 200 kB message limit and an ipc endpoint too."""

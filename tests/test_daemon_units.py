@@ -26,6 +26,7 @@ from deepdream_daemon.worker import Outbox, Worker
 def test_command_line_beats_environment_beats_config_file(tmp_path):
     (tmp_path / "deepdream").mkdir()
     (tmp_path / "deepdream" / "daemon.toml").write_text(
+        'backend = "jax"  # written by install.sh --backend\n'
         'endpoint = "tcp://127.0.0.1:6000"\nweights = "random"\nqueue-length = 3\nmax_pixels = 1_000_000\n')
     environ = {"XDG_CONFIG_HOME": str(tmp_path), "DEEPDREAM_QUEUE_LENGTH": "5",
                "DEEPDREAM_ENDPOINT": "tcp://127.0.0.1:6001, ipc:///run/x.sock"}
@@ -34,12 +35,16 @@ def test_command_line_beats_environment_beats_config_file(tmp_path):
     assert settings.endpoints == ["tcp://127.0.0.1:6001", "ipc:///run/x.sock"]
     assert settings.max_message_bytes > 16 * 1_000_000  # derived: room for float32 RGBA
     assert load_settings([], {"XDG_CONFIG_HOME": str(tmp_path)}).endpoints == ["tcp://127.0.0.1:6000"]
+    assert settings.backend == "jax" and load_settings([], {}).backend == "tensorflow"
+    assert load_settings(["--backend", "torch"], {**environ, "DEEPDREAM_BACKEND": "tensorflow"}).backend == "torch"
+    assert load_settings([], {**environ, "DEEPDREAM_BACKEND": "tensorflow"}).backend == "tensorflow"
     assert load_settings(["--endpoint", "ipc:///a", "--endpoint", "tcp://127.0.0.1:1"], {}).endpoints == [
         "ipc:///a", "tcp://127.0.0.1:1"]
 
 
 @pytest.mark.parametrize("argv, environ, message", [
     (["--device", "tpu"], {}, "--device must be one of"),
+    ([], {"DEEPDREAM_BACKEND": "theano"}, "--backend must be one of tensorflow, jax, torch, got 'theano'"),
     (["--endpoint", "udp://x"], {}, "use tcp://HOST:PORT"),
     ([], {"DEEPDREAM_MAX_PIXELS": "lots"}, "DEEPDREAM_MAX_PIXELS: expected a whole number"),
     ([], {"DEEPDREAM_QUEUE_LENGTH": "2.7"}, "DEEPDREAM_QUEUE_LENGTH: expected a whole number, got '2.7'"),
@@ -75,7 +80,7 @@ class RunsOutOfMemory:
     """Stands in for DreamEngine: out of memory with tiles above `fits` pixels."""
 
     layers = ["mixed2", "mixed5"]
-    weights, device, precision = "random", "GPU: stand-in", "float16"
+    weights, backend, device, precision = "random", "jax", "GPU: stand-in", "float16"
     compile_seconds = 0.0
 
     def __init__(self, fits):

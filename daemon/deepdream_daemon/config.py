@@ -10,7 +10,15 @@ from pathlib import Path
 
 from deepdream_client.paths import config_file
 from deepdream_client.protocol import shown
-from deepdream_client.vocabulary import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS, DTYPE_SIZES, MAX_HEADER_BYTES, PRECISIONS
+from deepdream_client.vocabulary import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_ENDPOINT,
+    DEFAULT_MAX_PIXELS,
+    DTYPE_SIZES,
+    MAX_HEADER_BYTES,
+    PRECISIONS,
+)
 
 DEVICES = ("auto", "cpu", "gpu")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -25,6 +33,7 @@ class ConfigError(Exception):
 class Settings:
     endpoints: list = field(default_factory=lambda: [DEFAULT_ENDPOINT])
     weights: str = "imagenet"
+    backend: str = DEFAULT_BACKEND
     precision: str = "auto"
     device: str = "auto"
     queue_length: int = 16
@@ -34,6 +43,7 @@ class Settings:
     curve_keys: str = ""
     memory_budget: int = 0  # MiB for one ascent step; 0: from the device's memory (see dream_engine.model)
     compiled_layer_sets: int = 8
+    print_device: bool = False  # a command, not a setting: say what would dream (backend, device, precision), exit
 
     def finish(self):
         """Check every value and fill in the derived ones."""
@@ -42,7 +52,8 @@ class Settings:
         for endpoint in self.endpoints:
             if not endpoint.startswith(("tcp://", "ipc://")):
                 raise ConfigError(f"endpoint {endpoint!r}: use tcp://HOST:PORT or ipc:///path/to/socket")
-        for name, choices in (("precision", PRECISIONS), ("device", DEVICES), ("log_level", LOG_LEVELS)):
+        for name, choices in (("backend", BACKENDS), ("precision", PRECISIONS), ("device", DEVICES),
+                              ("log_level", LOG_LEVELS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.memory_budget < 0:
@@ -64,8 +75,10 @@ OPTIONS = (
      "Addresses other than loopback need --curve-keys. In the environment: several separated by commas"),
     ("weights", str, "WHICH",
      "imagenet (downloaded once by Keras), random (untrained, for tests), or a weights file path"),
+    ("backend", str, "NAME", f"{' | '.join(BACKENDS)}: the Keras backend that computes the dream (default "
+     f"{DEFAULT_BACKEND}; jax and torch need their extra installed: install.sh --backend NAME)"),
     ("precision", str, "P", f"{' | '.join(PRECISIONS)}; auto picks float16 on a GPU, bfloat16 on CPUs that have it"),
-    ("device", str, "D", f"{' | '.join(DEVICES)}; cpu hides every GPU from TensorFlow"),
+    ("device", str, "D", f"{' | '.join(DEVICES)}; cpu hides every GPU from the backend"),
     ("queue_length", int, "N",
      "dreams that may wait behind the running one; more are refused with QUEUE_FULL (default 16)"),
     ("max_pixels", int, "N", f"largest image (width x height) accepted (default {DEFAULT_MAX_PIXELS:,})"),
@@ -106,6 +119,9 @@ def build_parser():
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="settings file (default $DEEPDREAM_CONFIG, else $XDG_CONFIG_HOME/deepdream/daemon.toml "
                              "when it exists)")
+    parser.add_argument("--print-device", action="store_true",
+                        help="load the backend (not the model), print the backend, device and precision these "
+                             "settings would dream with, and exit")
     return parser
 
 

@@ -29,6 +29,8 @@ def main(argv=None):
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s deepdream-daemon %(levelname)s: %(message)s")
     choose_device(settings.device)
+    if settings.print_device:
+        return print_device(settings)
     context = zmq.Context()
     router = make_router(context, settings)
     authenticator = None
@@ -61,8 +63,8 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    log.info("listening on %s; loading the model (%s weights, device %s, precision %s)",
-             ", ".join(settings.endpoints), settings.weights, settings.device, settings.precision)
+    log.info("listening on %s; loading the model (%s weights, %s backend, device %s, precision %s)",
+             ", ".join(settings.endpoints), settings.weights, settings.backend, settings.device, settings.precision)
     worker.start()
     server.serve()
 
@@ -81,13 +83,35 @@ def main(argv=None):
 
 
 def choose_device(device):
-    """Must run before TensorFlow loads: it reads these once, at import."""
+    """Must run before the backend loads: TensorFlow, JAX and PyTorch read these once, at import."""
     # (TF_CPP_MIN_LOG_LEVEL is dream_engine's own business: its package sets it before TensorFlow loads.)
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     # Take GPU memory as needed rather than all of it up front: the GPU may be shared with GIMP
-    # and other programs, and out-of-memory is then a per-dream error we can retry.
+    # and other programs, and out-of-memory is then a per-dream error we can retry. (PyTorch's
+    # allocator grows by itself; TensorFlow and JAX take most of the GPU at start unless told.)
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def print_device(settings):
+    """--print-device: the backend, device and precision these settings dream with, asked of the
+    installed stack without loading the model (install.sh's last lines)."""
+    from dream_engine import startup
+
+    try:
+        startup.use_backend(settings.backend)
+        startup.load_quietly()
+        from dream_engine.model import describe_device, resolve_precision
+
+        device, precision = describe_device(), resolve_precision(settings.precision)
+    except ImportError as failure:
+        print(f"deepdream-daemon: the {settings.backend} backend is not installed ({failure}); "
+              f"install.sh --backend {settings.backend} installs it", file=sys.stderr)
+        return 1
+    print(f"backend {settings.backend}, device {device}, precision {precision}"
+          + (" (auto)" if settings.precision == "auto" else ""))
+    return 0
 
 
 def make_router(context, settings):

@@ -83,6 +83,7 @@ class Worker(threading.Thread):
         """What ping reports about the model."""
         engine = self.engine
         return {"model": "inception_v3", "weights": engine.weights if engine else self.settings.weights,
+                "backend": engine.backend if engine else self.settings.backend,
                 "device": engine.device if engine else self.settings.device,
                 "precision": engine.precision if engine else self.settings.precision}
 
@@ -133,15 +134,14 @@ class Worker(threading.Thread):
         started = time.monotonic()
         from dream_engine import startup
 
-        startup.load_quietly()  # TensorFlow loads here, off the I/O thread; its C++ start-up lines stay out of the log
-        from dream_engine import DreamEngine, DreamParams
+        startup.use_backend(self.settings.backend)
+        startup.load_quietly()  # the backend loads here, off the I/O thread; its C++ start-up lines stay out of the log
+        from dream_engine import DreamEngine, DreamParams, backends
 
-        if self.settings.device == "gpu":
-            import tensorflow as tf
-
-            if not tf.config.list_physical_devices("GPU"):
-                raise RuntimeError("--device gpu was asked for, but TensorFlow sees no GPU "
-                                   "(check the CUDA driver, or use --device auto)")
+        if self.settings.device == "gpu" and not backends.current().gpu_name():
+            raise RuntimeError(f"--device gpu was asked for, but {self.settings.backend} sees no GPU "
+                               "(check the CUDA driver and that the backend's CUDA build is installed, "
+                               "or use --device auto)")
         engine = DreamEngine(weights=self.settings.weights, precision=self.settings.precision,
                              max_pixels=self.settings.max_pixels, memory_budget_mib=self.settings.memory_budget,
                              compiled_layer_sets=self.settings.compiled_layer_sets)
@@ -151,8 +151,8 @@ class Worker(threading.Thread):
         engine.warm_up()  # the default layers' step, compiled before the first client waits for it
         self.engine = engine
         self.state = "ready"
-        log.info("ready: %s weights, %s, %s, in %.1f s", engine.weights, engine.device, engine.precision,
-                 time.monotonic() - started)
+        log.info("ready: %s weights, %s backend on %s at %s, in %.1f s", engine.weights, engine.backend,
+                 engine.device, engine.precision, time.monotonic() - started)
         notify("READY=1", "STATUS=ready, idle")
 
     def _run(self, job):
