@@ -65,6 +65,9 @@ def test_in_process_dream_writes_png_with_metadata(tmp_path, no_daemon):
     assert metadata["weights"] == "random" and metadata["seed"] == 7
     assert metadata["params"]["steps"] == 2 and metadata["params"]["layers"] == {"mixed3": 1.0, "mixed4": 0.5}
     assert metadata["dreamed_by"] == "in-process"
+    assert metadata["backend"] == "tensorflow" and metadata["device"] == "CPU" and metadata["precision"] == "float32"
+    assert f"wrote {target} (120x90) in " in done.stderr
+    assert done.stderr.strip().endswith("s: tensorflow on CPU at float32, in-process")  # what computed the dream
     assert not np.array_equal(read_image(target), read_image(source))
 
 
@@ -204,7 +207,7 @@ def test_help_lists_the_commands_and_options():
     done = run_cli("dream", "--help")
     assert done.returncode == 0
     for option in ("--layers", "--octaves", "--octave-scale", "--steps", "--step-size", "--tile-size", "--jitter",
-                   "--seed", "--no-detail", "--endpoint", "--in-process", "--weights", "--precision"):
+                   "--seed", "--no-detail", "--endpoint", "--in-process", "--weights", "--precision", "--backend"):
         assert option in done.stdout
     assert all(command in run_cli("--help").stdout for command in ("dream", "ping", "info"))
 
@@ -213,9 +216,11 @@ def test_help_lists_the_commands_and_options():
 
 def test_ping_and_info_through_the_daemon(daemon):
     done = run_cli("ping", "--endpoint", daemon.endpoint)
-    assert done.returncode == 0 and done.stdout.startswith(f"ready at {daemon.endpoint}: inception_v3 with random")
+    assert done.returncode == 0 and done.stdout.startswith(
+        f"ready at {daemon.endpoint}: inception_v3 with random weights, tensorflow on CPU at float32; idle")
     done = run_cli("info", "--endpoint", daemon.endpoint)
     assert done.returncode == 0 and "mixed5" in done.stdout and "octaves = " in done.stdout
+    assert done.stdout.startswith("model:   inception_v3 with random weights, tensorflow on CPU at float32\n")
     done = run_cli("info", "--json", "--endpoint", daemon.endpoint)
     assert done.returncode == 0 and json.loads(done.stdout)["limits"]["max_pixels"] > 0
 
@@ -230,6 +235,8 @@ def test_dream_through_the_daemon(daemon, tmp_path):
     assert "in-process" not in done.stderr and "100%" in done.stderr
     metadata = read_metadata(target)
     assert metadata["dreamed_by"] == f"daemon at {daemon.endpoint}" and metadata["weights"] == "random"
+    assert metadata["backend"] == "tensorflow"
+    assert done.stderr.strip().endswith(f"s: tensorflow on CPU at float32, daemon at {daemon.endpoint}")
     assert metadata["seed"] == 3 and metadata["params"]["steps"] == 2 and metadata["params"]["detail"] is True
     assert (read_image(target)[..., 3] == 200).all()
     done = run_cli("dream", source, tmp_path / "out.tif", *TINY, "--octaves", "0", "--endpoint", daemon.endpoint)

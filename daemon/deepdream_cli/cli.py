@@ -22,7 +22,8 @@ from deepdream_client.image_files import ImageFileError, output_format, read_ima
 from deepdream_client.layer_spec import parse_layers
 from deepdream_client.protocol import ProtocolError
 from deepdream_client.readiness import NotReady, wait_ready
-from deepdream_client.vocabulary import DEFAULT_ENDPOINT, PARAMS, PRECISIONS, PREVIEW_INTERVAL, PREVIEW_MAX_SIDE
+from deepdream_client.vocabulary import (BACKENDS, DEFAULT_BACKEND, DEFAULT_ENDPOINT, PARAMS, PRECISIONS,
+                                         PREVIEW_INTERVAL, PREVIEW_MAX_SIDE)
 
 PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-process
 LOADING_WAIT = 300.0  # how long `dream` waits for a daemon that is still loading its model
@@ -114,6 +115,9 @@ def build_parser():
                             "offline tests), or a weights file (default: imagenet)")
     local.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="compute precision (default: auto, the fastest correct one for this machine)")
+    local.add_argument("--backend", default=os.environ.get("DEEPDREAM_BACKEND") or DEFAULT_BACKEND,
+                       choices=BACKENDS, help="the Keras backend that computes the dream (default: "
+                       f"$DEEPDREAM_BACKEND, else {DEFAULT_BACKEND}; jax and torch: install.sh --backend NAME)")
     dream.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     ping = commands.add_parser("ping", parents=[connection], help="is the daemon up, and what is it running?",
@@ -169,15 +173,22 @@ def ping_command(args):
     if pong.get("state") == "error":
         raise CommandError(f"the daemon at {endpoint} is up but could not load its model: {pong.get('error')}")
     work = "busy" if pong.get("busy") else "idle"
-    print(f"{pong.get('state')} at {endpoint}: {pong.get('model')} with {pong.get('weights')} weights "
-          f"on {pong.get('device')} ({pong.get('precision')}); {work}, {pong.get('queued', 0)} queued; "
+    print(f"{pong.get('state')} at {endpoint}: {pong.get('model')} with {pong.get('weights')} weights, "
+          f"{computed_by(pong)}; {work}, {pong.get('queued', 0)} queued; "
           f"daemon {pong.get('version')}, protocol {pong.get('protocol')}")
+
+
+def computed_by(about):
+    """"tensorflow on CPU at bfloat16": the backend, device and precision in a ping, info or
+    result (a daemon older than the backend key runs TensorFlow)."""
+    return f"{about.get('backend') or 'tensorflow'} on {about.get('device')} at {about.get('precision')}"
 
 
 def info_command(args):
     info, _ = ask(args, "info")
     if info is None:
         return
+    print(f"model:   {info.get('model')} with {info.get('weights')} weights, {computed_by(info)}")
     print("layers:  " + " ".join(info.get("layers", [])))
     print("defaults:")
     for name, value in sorted(info.get("defaults", {}).items()):
@@ -212,7 +223,8 @@ def dream_command(args):
     for note in write_image(args.output, dreamed, record):
         say(f"note: {note}")
     height, width = dreamed.shape[:2]
-    say(f"wrote {args.output} ({width}x{height}) in {time.monotonic() - started:.1f} s")
+    say(f"wrote {args.output} ({width}x{height}) in {time.monotonic() - started:.1f} s: {computed_by(record)}, "
+        f"{record['dreamed_by']}")
 
 
 def check_output(path):
@@ -273,9 +285,9 @@ def find_daemon(client):
 
 
 def dream_on_daemon(client, pong, image, params, args, progress, preview):
-    if args.weights != "imagenet" or args.precision != "auto":
-        say(f"note: --weights and --precision apply in-process only; the daemon uses "
-            f"{pong.get('weights')} weights at {pong.get('precision')} (or pass --in-process)")
+    if args.weights != "imagenet" or args.precision != "auto" or args.backend != DEFAULT_BACKEND:
+        say(f"note: --weights, --precision and --backend apply in-process only; the daemon uses "
+            f"{pong.get('weights')} weights, {computed_by(pong)} (or pass --in-process)")
     defaults = client.info().get("defaults", {})
     dreamed, result = client.dream_array(image, params, return_result=True, progress=progress, preview=preview,
                                          timeout=args.timeout)  # Ctrl-C cancels it on the daemon
@@ -284,10 +296,15 @@ def dream_on_daemon(client, pong, image, params, args, progress, preview):
 
 
 def dream_in_process(image, params, args, progress, preview):
-    """The engine in this process: TensorFlow is imported only on this path."""
+    """The engine in this process: Keras and its backend are imported only on this path."""
     from dream_engine import startup
 
-    startup.load_quietly()  # TensorFlow's C++ start-up lines are not for the user's terminal
+    startup.use_backend(args.backend)
+    try:
+        startup.load_quietly()  # TensorFlow's C++ start-up lines are not for the user's terminal
+    except ImportError as error:
+        raise CommandError(f"the {args.backend} backend cannot load ({error}); "
+                           f"install.sh --backend {args.backend} installs it") from None
     from dream_engine import DreamEngine, DreamError, DreamParams
 
     try:
@@ -298,15 +315,16 @@ def dream_in_process(image, params, args, progress, preview):
         dreamed = engine.dream(image, dream_params, progress=progress)
     except DreamError as error:
         raise CommandError(str(error)) from None
-    about = {"model": engine.model, "weights": engine.weights, "precision": engine.precision, "device": engine.device}
+    about = {"model": engine.model, "weights": engine.weights, "backend": engine.backend, "precision": engine.precision,
+             "device": engine.device}
     return dreamed, describe(dream_params.to_dict(), about, "in-process")
 
 
 def describe(params, engine, where):
     """What goes into the output file's metadata: enough to dream it again."""
     return {"params": params, "seed": params.get("seed"), "model": engine.get("model"),
-            "weights": engine.get("weights"), "precision": engine.get("precision"),
-            "device": engine.get("device"), "dreamed_by": where}
+            "weights": engine.get("weights"), "backend": engine.get("backend") or "tensorflow",
+            "precision": engine.get("precision"), "device": engine.get("device"), "dreamed_by": where}
 
 
 def say(message):
