@@ -128,6 +128,8 @@ def test_octaves_keep_the_input_size_and_compile_once(engine):
     ({"jitter": -3}, "jitter"), ({"seed": -1}, "seed"), ({"detail": "yes"}, "detail"),
     ({"layers": {}}, "layers"), ({"layers": "mixed2"}, "layers"), ({"layers": {"mixed2": "x"}}, "layers.mixed2"),
     ({"layers": {"mixed2": 0}}, "layers"), ({"octave_sclae": 1.4}, "octave_sclae"),
+    ({"dream_size": 0.05}, "dream_size"), ({"dream_size": 101}, "dream_size"), ({"dream_size": False}, "dream_size"),
+    ({"dream_size": "2"}, "dream_size"),
 ])
 def test_each_invalid_parameter_names_its_key(values, key):
     with pytest.raises(InvalidParams) as error:
