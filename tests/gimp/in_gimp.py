@@ -70,6 +70,7 @@ def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props
     try:
         before = [each.get_id() for each in image.get_layers()]
         save(f'{case}.source-before', pixels(layer, fmt))
+        image.clean_all()  # so that 'dirty' below says whether the plug-in changed the image
         procedure = Gimp.get_pdb().lookup_procedure('python-fu-deepdream')
         config = procedure.create_config()
         config.set_property('run-mode', run_mode)
