@@ -1,6 +1,7 @@
 """`deepdream`: dream an image file, through the daemon when one runs, else in-process.
 
     deepdream dream photo.jpg dream.png --octaves 3 --steps 10
+    deepdream zoom photo.jpg zoom.gif --frames 30 --zoom 1.05 --rotate 1
     deepdream ping
     deepdream info
 
@@ -20,10 +21,12 @@ from deepdream_client import previews
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
 from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image, write_whole
 from deepdream_client.layer_spec import parse_layers
-from deepdream_client.protocol import ProtocolError
+from deepdream_client.protocol import ProtocolError, checked_options
 from deepdream_client.readiness import NotReady, wait_ready
 from deepdream_client.vocabulary import (BACKENDS, DEFAULT_BACKEND, DEFAULT_ENDPOINT, PARAMS, PRECISIONS,
-                                         PREVIEW_INTERVAL, PREVIEW_MAX_SIDE)
+                                         PREVIEW_INTERVAL, PREVIEW_MAX_SIDE, ZOOM_OPTIONS)
+
+from .zoom import ZoomOutput
 
 PROBE_TIMEOUT = 1.0  # how long `dream` looks for a daemon before dreaming in-process
 LOADING_WAIT = 300.0  # how long `dream` waits for a daemon that is still loading its model
@@ -80,7 +83,62 @@ def build_parser():
     dream.add_argument("input", metavar="IN", help="image to dream (PNG, JPEG, WebP, TIFF; alpha and 16-bit gray kept)")
     dream.add_argument("output", metavar="OUT",
                        help="where to write the dream; PNG, JPEG and TIFF carry its parameters")
-    knobs = dream.add_argument_group("dream parameters")
+    add_dream_parameters(dream)
+    watch = dream.add_argument_group("watching the dream")
+    watch.add_argument("--preview", metavar="FILE",
+                       help="keep FILE showing the dream so far (format by extension; PNG recommended), at most "
+                            f"{PREVIEW_MAX_SIDE.default} px on its longer side: rewritten at the end of every octave "
+                            "and every few seconds within one, always whole, so an image viewer or a script can watch")
+    watch.add_argument("--preview-interval", type=float, metavar="SECONDS",
+                       help=f"how often --preview is rewritten within an octave, {PREVIEW_INTERVAL.low:g} to "
+                            f"{PREVIEW_INTERVAL.high:g} seconds (default {PREVIEW_INTERVAL.default:g})")
+    add_in_process_options(dream)
+
+    zoom = commands.add_parser(
+        "zoom", parents=[connection], help="dream an infinite zoom: an animation, or a folder of frames",
+        description="Dream IN, then again and again, each frame the previous one zoomed (and turned) about its "
+                    "centre, and write OUT: an animated .gif or .webp, or a folder of PNG frames (a name without "
+                    "an extension; frame_0000.png is IN). Every frame is written as soon as it is done (for an "
+                    "animation into the folder OUT.frames beside it), so Ctrl-C keeps the frames done and "
+                    "--resume goes on from the last one. Uses the daemon when one answers, else this process.",
+        epilog="example: deepdream zoom photo.jpg zoom.gif --frames 60 --zoom 1.05 --rotate 1 --steps 10")
+    zoom.set_defaults(command=zoom_command)
+    zoom.add_argument("input", metavar="IN", help="the first frame (PNG, JPEG, WebP, TIFF)")
+    zoom.add_argument("output", metavar="OUT", help="an animated .gif or .webp, or a folder for the PNG frames")
+    motion = zoom.add_argument_group("the zoom")
+    option = ZOOM_OPTIONS
+    motion.add_argument("--frames", type=int, default=option["frames"].default, metavar="N",
+                        help=f"frames after IN, {option['frames'].low}..{option['frames'].high} (default "
+                             f"{option['frames'].default}): the last is frame_N, also when --resume goes on")
+    motion.add_argument("--zoom", dest="scale", type=float, default=option["scale"].default, metavar="F",
+                        help=f"how much each frame magnifies the previous one, {option['scale'].low:g}.."
+                             f"{option['scale'].high:g} (default {option['scale'].default:g})")
+    motion.add_argument("--rotate", type=float, default=option["rotate"].default, metavar="DEG",
+                        help=f"degrees each frame turns, counter-clockwise (negative: clockwise), "
+                             f"{option['rotate'].low:g}..{option['rotate'].high:g} (default 0)")
+    motion.add_argument("--frame-delay", dest="frame_delay_ms", type=int, default=option["frame_delay_ms"].default,
+                        metavar="MS", help=f"how long each frame shows in the animation, in milliseconds (default "
+                                           f"{option['frame_delay_ms'].default})")
+    motion.add_argument("--resume", action="store_true",
+                        help="go on from the highest frame file in the frames folder (after Ctrl-C, say); "
+                             "without it, frames already there are an error, never overwritten")
+    add_dream_parameters(zoom)
+    add_in_process_options(zoom)
+
+    ping = commands.add_parser("ping", parents=[connection], help="is the daemon up, and what is it running?",
+                               description="Ask the daemon for its state; exit status 1 if none answers.")
+    ping.set_defaults(command=ping_command)
+    ping.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+
+    info = commands.add_parser("info", parents=[connection], help="the daemon's layers, default parameters and limits",
+                               description="Print what the daemon can dream with: layers, defaults, limits.")
+    info.set_defaults(command=info_command)
+    info.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+    return parser
+
+
+def add_dream_parameters(command):
+    knobs = command.add_argument_group("dream parameters")
     knobs.add_argument("--layers", type=layers_option, metavar="NAME[:WEIGHT],...",
                        help="layers to excite and their weights, e.g. mixed2:1,mixed5:0.5 or mixed3,mixed4")
     knobs.add_argument("--octaves", type=int, metavar="N", help="number of scales, the last at full size")
@@ -100,15 +158,10 @@ def build_parser():
                             "large photos (default 0: full size)")
     knobs.add_argument("--no-detail", dest="detail", action="store_false", default=None,
                        help="do not put back the detail that shrinking an octave loses")
-    watch = dream.add_argument_group("watching the dream")
-    watch.add_argument("--preview", metavar="FILE",
-                       help="keep FILE showing the dream so far (format by extension; PNG recommended), at most "
-                            f"{PREVIEW_MAX_SIDE.default} px on its longer side: rewritten at the end of every octave "
-                            "and every few seconds within one, always whole, so an image viewer or a script can watch")
-    watch.add_argument("--preview-interval", type=float, metavar="SECONDS",
-                       help=f"how often --preview is rewritten within an octave, {PREVIEW_INTERVAL.low:g} to "
-                            f"{PREVIEW_INTERVAL.high:g} seconds (default {PREVIEW_INTERVAL.default:g})")
-    local = dream.add_argument_group("in-process engine (used when no daemon answers)")
+
+
+def add_in_process_options(command):
+    local = command.add_argument_group("in-process engine (used when no daemon answers)")
     local.add_argument("--in-process", action="store_true", help="do not look for a daemon")
     local.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
                        help="model weights: imagenet (downloaded once by Keras), random (untrained, for "
@@ -118,18 +171,7 @@ def build_parser():
     local.add_argument("--backend", default=os.environ.get("DEEPDREAM_BACKEND") or DEFAULT_BACKEND,
                        choices=BACKENDS, help="the Keras backend that computes the dream (default: "
                        f"$DEEPDREAM_BACKEND, else {DEFAULT_BACKEND}; jax and torch: install.sh --backend NAME)")
-    dream.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-    ping = commands.add_parser("ping", parents=[connection], help="is the daemon up, and what is it running?",
-                               description="Ask the daemon for its state; exit status 1 if none answers.")
-    ping.set_defaults(command=ping_command)
-    ping.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
-
-    info = commands.add_parser("info", parents=[connection], help="the daemon's layers, default parameters and limits",
-                               description="Print what the daemon can dream with: layers, defaults, limits.")
-    info.set_defaults(command=info_command)
-    info.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
-    return parser
+    command.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def layers_option(text):
@@ -284,10 +326,14 @@ def find_daemon(client):
         raise CommandError(f"{error} See its log, or use --in-process.") from None
 
 
-def dream_on_daemon(client, pong, image, params, args, progress, preview):
+def note_in_process_options(args, pong):
     if args.weights != "imagenet" or args.precision != "auto" or args.backend != DEFAULT_BACKEND:
         say(f"note: --weights, --precision and --backend apply in-process only; the daemon uses "
             f"{pong.get('weights')} weights, {computed_by(pong)} (or pass --in-process)")
+
+
+def dream_on_daemon(client, pong, image, params, args, progress, preview):
+    note_in_process_options(args, pong)
     defaults = client.info().get("defaults", {})
     dreamed, result = client.dream_array(image, params, return_result=True, progress=progress, preview=preview,
                                          timeout=args.timeout)  # Ctrl-C cancels it on the daemon
@@ -296,7 +342,20 @@ def dream_on_daemon(client, pong, image, params, args, progress, preview):
 
 
 def dream_in_process(image, params, args, progress, preview):
-    """The engine in this process: Keras and its backend are imported only on this path."""
+    from dream_engine import DreamError
+
+    engine, dream_params = in_process_engine(args, params)
+    if preview is not None:
+        progress = previews.in_process(progress, preview)
+    try:
+        dreamed = engine.dream(image, dream_params, progress=progress)
+    except DreamError as error:
+        raise CommandError(str(error)) from None
+    return dreamed, describe(dream_params.to_dict(), engine_about(engine), "in-process")
+
+
+def in_process_engine(args, params):
+    """(the engine in this process, `params` as DreamParams): Keras and its backend are imported only on this path."""
     from dream_engine import startup
 
     startup.use_backend(args.backend)
@@ -308,16 +367,91 @@ def dream_in_process(image, params, args, progress, preview):
     from dream_engine import DreamEngine, DreamError, DreamParams
 
     try:
-        dream_params = DreamParams.from_dict(params)
-        engine = DreamEngine(weights=args.weights, precision=args.precision)
-        if preview is not None:
-            progress = previews.in_process(progress, preview)
-        dreamed = engine.dream(image, dream_params, progress=progress)
+        dream_params = DreamParams.from_dict(params)  # a bad parameter is told before the model loads
+        return DreamEngine(weights=args.weights, precision=args.precision), dream_params
     except DreamError as error:
         raise CommandError(str(error)) from None
-    about = {"model": engine.model, "weights": engine.weights, "backend": engine.backend, "precision": engine.precision,
-             "device": engine.device}
-    return dreamed, describe(dream_params.to_dict(), about, "in-process")
+
+
+def engine_about(engine):
+    return {"model": engine.model, "weights": engine.weights, "backend": engine.backend, "precision": engine.precision,
+            "device": engine.device}
+
+
+def zoom_command(args):
+    zoom = zoom_request(args)
+    output = ZoomOutput(args.output)
+    started = time.monotonic()
+    with contextlib.nullcontext() if args.in_process else connect(args) as client:
+        first, image = output.start(read_image(args.input), args.resume)
+        if first:
+            say(f"resuming from frame {first} in {output.folder}")
+        zoom.update(frames=args.frames - first, first_index=first)
+        record = None
+        if zoom["frames"] < 1:
+            say(f"{output.folder} has its {args.frames} frames already; nothing to dream")
+        else:
+            record = dream_zoom(client, image, zoom, args, output)
+    frames = output.finish(args.frame_delay_ms)
+    made_by = f": {computed_by(record[0])}, {record[1]}" if record else ""
+    say(f"wrote {args.output} ({frames} frames, {image.shape[1]}x{image.shape[0]}) in "
+        f"{time.monotonic() - started:.1f} s{made_by}")
+
+
+def zoom_request(args):
+    """The zoom the options ask for, checked against the wire's ranges (`frames`: all the zoom should have)."""
+    options = {"frames": "--frames", "scale": "--zoom", "rotate": "--rotate", "frame_delay_ms": "--frame-delay"}
+    try:
+        return checked_options({key: getattr(args, key) for key in options}, "zoom", ZOOM_OPTIONS)
+    except ProtocolError as error:
+        message = error.message
+        for key, option in options.items():
+            message = message.replace(f"`zoom.{key}`", option)
+        raise CommandError(message) from None
+
+
+def dream_zoom(client, image, zoom, args, output):
+    """Dream the zoom's frames into `output` as they come, through the daemon or in this process;
+    (what computed them, where). On Ctrl-C or a failure the frames done stay, and say so."""
+    bar = ProgressBar(enabled=not args.quiet)
+    params = requested_params(args)
+    try:
+        pong = None if client is None else find_daemon(client)
+        if pong is None:
+            reason = "" if client is None else f"no daemon at {client.endpoint}; "
+            say(f"{reason}dreaming in-process (loads the model, slower)")
+            return zoom_in_process(image, params, zoom, args, bar, output.write_frame), "in-process"
+        note_in_process_options(args, pong)
+        result = client.zoom_array(image, zoom=zoom, params=params, progress=bar, timeout=args.timeout,
+                                   on_frame=lambda frame: output.write_frame(frame.index, frame.array()))
+        return {**pong, **result.stats}, f"daemon at {client.endpoint}"
+    except BaseException:
+        bar.finish()
+        last = max(output.frames(), default=0)
+        if last > zoom["first_index"]:
+            animation = f" (and {output.finish(args.frame_delay_ms)} of them in {output.path})" if output.animation \
+                else ""
+            say(f"frames up to {last} kept in {output.folder}{animation}; add --resume to go on from frame {last}")
+        raise
+    finally:
+        bar.finish()
+
+
+def zoom_in_process(image, params, zoom, args, progress, write_frame):
+    from dream_engine import DreamError
+    from dream_engine import zoom as zooming
+
+    engine, dream_params = in_process_engine(args, params)
+
+    def dream(frame, frame_params, as_part):
+        return engine.dream(frame, frame_params, progress=lambda event: progress(as_part(event))), frame_params
+
+    try:
+        for index, frame, _ in zooming.frames(image, zoom, dream_params, dream):
+            write_frame(index, frame)
+    except DreamError as error:
+        raise CommandError(str(error)) from None
+    return engine_about(engine)
 
 
 def describe(params, engine, where):
@@ -349,6 +483,8 @@ class ProgressBar:
         fraction = min(max(float(event.get("fraction", 0.0)), 0.0), 1.0)
         if event.get("octave"):
             where = f"octave {event['octave']}/{event.get('octaves')}  step {event.get('step')}/{event.get('steps')}"
+            if event.get("frame"):  # a zoom's
+                where = f"frame {event['frame']}/{event.get('frames')}  {where}"
         else:  # the daemon's heartbeat before the first step
             where = f"waiting in the daemon's queue (place {event['queued']})" if event.get("queued") else "starting"
         if self.interactive:
