@@ -110,8 +110,9 @@ def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
     """Open `image` (a path inside the root) in GIMP, dream it with the Subtle preset and undo.
     Returns the screen (RGB arrays) before the dream, after it and after the undo, and what GIMP printed;
     `shoot(screen, name, window)` is called at the moments the README shows (the menu, the dialog,
-    progress, the Edit menu). The dialog opens on Classic DeepDream, the preset of the default values:
-    one Up in the preset list is Subtle textures (from Custom it would stay Custom)."""
+    the Edit menu; preview_then_failure shows progress). The dialog opens on Classic DeepDream, the
+    preset of the default values: one Up in the preset list is Subtle textures (from Custom it would
+    stay Custom)."""
     window = GimpWindow(gimp, image, endpoint)
     screen = window.screen
     try:
@@ -126,7 +127,6 @@ def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
         shoot(screen, "dialog", dialog)
         window.press_ok(dialog, (x, y, width, height))
         assert poll(daemon_busy, 30, 0.1), "the daemon got no dream"
-        shoot(screen, "progress")
         assert image_window(screen, 2), "no new layer after OK"
         # The title counts the new layer as soon as it is inserted; GIMP 3.2 shows it empty until the
         # plug-in's pixels and its end arrive (about 2 s later on 2 busy cores), and the screen is still

@@ -13,12 +13,11 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parents[1])]
 from daemon_process import start_daemon  # noqa: E402
 from deepdream_client.client import DreamClient  # noqa: E402
-from harness import GimpRoot, poll, root_of  # noqa: E402
+from harness import GimpRoot, root_of  # noqa: E402
 from images import photo  # noqa: E402
 from interface import CANVAS, dream_and_undo, preview_then_failure  # noqa: E402
 
-STATUS_BAR = (slice(770, 800), slice(460, 1040))  # where GIMP's progress text is, at 1280x800
-SERIES = "3.0"  # the GIMP the README's pictures show (its STATUS_BAR and CANVAS were measured there)
+SERIES = "3.0"  # the GIMP the README's pictures show (CANVAS was measured there)
 
 
 def before_after(before, after):
@@ -39,9 +38,6 @@ def main(folder):
     folder.mkdir(parents=True, exist_ok=True)
 
     def shoot(screen, name, window="root"):
-        if name == "progress":  # past the daemon's first event ("octave 0/0") to a step of the dream
-            first = screen.pixels()[STATUS_BAR]
-            poll(lambda: not np.array_equal(screen.pixels()[STATUS_BAR], first), 30)
         screen.settled()  # a menu or a preset's values fully drawn
         picture = Image.open(io.BytesIO(screen.capture(window)))
         if window == "root":  # whole screens: 256 colours keep the README light
@@ -60,8 +56,7 @@ def main(folder):
                                  daemon.stop, shoot)
     finally:
         gimp.cleanup()
-    print(f"wrote {folder}/gimp-menu.png, gimp-dialog.png, gimp-progress.png, gimp-edit-menu.png, before-after.png, "
-          "gimp-preview.png")
+    print(f"wrote {folder}/gimp-menu.png, gimp-dialog.png, gimp-edit-menu.png, before-after.png, gimp-preview.png")
 
 
 if __name__ == "__main__":
