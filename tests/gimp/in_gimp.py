@@ -80,8 +80,8 @@ def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props
             config.set_property(key.replace('_', '-'), value)
         started = time.monotonic()
         values = procedure.run(config)
-        # GIMP 3.0 hands the status back as a Gimp.PDBStatusType, GIMP 3.2 as its plain integer (3 for
-        # SUCCESS): the enum made from either has the same nick.
+        # The status's text differs: '<enum GIMP_PDB_SUCCESS of type Gimp.PDBStatusType>' in GIMP 3.0
+        # (PyGObject 3.50), '3' in GIMP 3.2 (PyGObject 3.58 makes it an IntEnum); its nick is the same.
         status = Gimp.PDBStatusType(values.index(0))
         record = {'status': status.value_nick, 'seconds': time.monotonic() - started,
                   'message': values.index(1) if values.length() > 1 else '',
