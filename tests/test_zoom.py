@@ -161,6 +161,17 @@ def test_a_zoom_streams_its_frames_one_by_one_in_order(daemon):
     assert np.abs(first.astype(int) - image).mean() > 5 and np.abs(second.astype(int) - first).mean() > 5
 
 
+def test_previews_show_each_frame_as_it_is_dreamed(daemon):
+    reply, _, messages = zoom_on_the_wire(daemon.endpoint, photo(90, 110), TINY, {"frames": 2},
+                                          preview={"max_side": 64})
+    assert reply["frames_sent"] == 2, reply
+    shown = [(header, data) for header, data in messages if "preview" in header]
+    assert {header["frame"] for header, _ in shown} == {1, 2}, "every frame's last step shows a preview"
+    for header, data in shown:
+        assert header["preview"] == {"width": 64, "height": 52, "channels": 3, "dtype": "uint8", "format": "raw"}
+        assert len(data) == 64 * 52 * 3
+
+
 def test_a_resumed_zoom_goes_on_with_the_same_frames(daemon):
     image = photo(80, 100)
     _, _, messages = zoom_on_the_wire(daemon.endpoint, image, TINY, {**ZOOM, "frames": 2})
