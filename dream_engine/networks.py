@@ -25,6 +25,7 @@ from deepdream_client.layer_spec import split_target
 from deepdream_client.vocabulary import DEFAULT_LAYERS
 
 from .errors import InvalidParams, UnknownLayer, WeightsUnavailable
+from .model_files import find_model_files
 
 # What a model file's sidecar may say about its input, and what the adapter feeds it.
 PREPROCESSING = {
@@ -41,7 +42,6 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 RANDOM_SEED = 1234
 DOWNLOAD_TIMEOUT_S = 60
-MODEL_SUFFIXES = (".keras", ".h5")  # .keras first: it wins over a legacy .h5 of the same name
 PROBE_SIDES = (512, 1024)  # input sides strides are measured at: 512 apart, a multiple of every stride up to 512
 
 
@@ -154,18 +154,6 @@ def load_built_in(name, weights, precision):
     spec = BUILT_IN[name]
     base = _build_application(spec, name, weights, precision)
     return _network(name, base, spec.preprocess, spec.layers, dict(spec.default_layers), spec.min_side)
-
-
-def find_model_files(folder):
-    """{stem: path} of the Keras model files (*.keras, *.h5) directly in `folder`;
-    {} when there is no such folder. Where NAME.keras and NAME.h5 both exist, NAME is the .keras one."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        return {}
-    files = {}
-    for suffix in reversed(MODEL_SUFFIXES):
-        files.update({path.stem: path for path in sorted(folder.glob(f"*{suffix}")) if path.is_file()})
-    return dict(sorted(files.items()))
 
 
 def load_model_file(path, precision):

@@ -15,6 +15,11 @@ def cache_file(name, environ=os.environ):
     return _xdg(environ, "XDG_CACHE_HOME", ".cache") / name
 
 
+def data_dir(name, environ=os.environ):
+    """$XDG_DATA_HOME/deepdream/NAME (default ~/.local/share): the daemon's models folder."""
+    return _xdg(environ, "XDG_DATA_HOME", os.path.join(".local", "share")) / name
+
+
 def _xdg(environ, variable, fallback):
     base = environ.get(variable) or os.path.join(os.path.expanduser("~"), fallback)
     return Path(base) / "deepdream"

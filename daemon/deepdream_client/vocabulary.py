@@ -52,6 +52,12 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULT_BACKEND = "tensorflow"  # the required dependency; jax and torch are pyproject extras
 MIN_SIDE = 75  # InceptionV3's smallest input (Keras documents it; its stride-2 stem needs it)
+# The networks a dream may use (params "model"): Keras's ImageNet classifiers built in (dream_engine/networks.py),
+# and the daemon's own model files, each named by its file stem in the daemon's models folder.
+DEFAULT_MODEL = "inception_v3"
+BUILT_IN_MODELS = ("inception_v3", "vgg16", "vgg19", "resnet50v2", "inception_resnet_v2", "xception")
+MODEL_FILE_SUFFIXES = (".keras", ".h5")  # .keras first: it wins over a legacy .h5 of the same name
+MAX_MODEL_NAME_CHARS = 200
 # The largest image (width x height) a dream accepts unless told otherwise, in the daemon
 # (--max-pixels) and in-process alike: an 8000 x 5000 photo; memory, not the network, is the bound.
 DEFAULT_MAX_PIXELS = 40_000_000

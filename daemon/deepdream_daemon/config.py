@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepdream_client.paths import config_file
+from deepdream_client.paths import config_file, data_dir
 from deepdream_client.protocol import shown
 from deepdream_client.vocabulary import (
     BACKENDS,
@@ -43,6 +43,8 @@ class Settings:
     curve_keys: str = ""
     memory_budget: int = 0  # MiB for one ascent step; 0: from the device's memory (see dream_engine.model)
     compiled_layer_sets: int = 8
+    models_dir: str = ""  # "": data_dir("models") (see finish()); the worker creates it when missing
+    max_models: int = 2  # networks kept loaded; the least recently used is dropped beyond it
     print_device: bool = False  # a command, not a setting: say what would dream (backend, device, precision), exit
 
     def finish(self):
@@ -58,9 +60,10 @@ class Settings:
                 raise ConfigError(f"{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.memory_budget < 0:
             raise ConfigError(f"--memory-budget must be 0 (automatic) or a number of MiB, got {self.memory_budget}")
-        for name in ("queue_length", "max_pixels", "compiled_layer_sets"):
+        for name in ("queue_length", "max_pixels", "compiled_layer_sets", "max_models"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        self.models_dir = str(Path(self.models_dir).expanduser() if self.models_dir else data_dir("models"))
         if not self.max_message_bytes:
             self.max_message_bytes = self.max_pixels * BYTES_PER_PIXEL_WORST + MAX_HEADER_BYTES
         if self.max_message_bytes <= MAX_HEADER_BYTES:
@@ -92,6 +95,11 @@ OPTIONS = (
      "tiles (default 0: a 32nd of the RAM on a CPU, half the free memory on a GPU). A request's tile_size wins"),
     ("compiled_layer_sets", int, "N", "layer sets kept compiled (about 11 MiB each); the least recently used "
      "is dropped beyond it (default 8)"),
+    ("models_dir", str, "DIR", "your own networks: each Keras model file NAME.keras (or NAME.h5) here, with a "
+     "NAME.json saying its input ({\"preprocess\": \"caffe\"}), is the model NAME (default "
+     "$XDG_DATA_HOME/deepdream/models, created when missing)"),
+    ("max_models", int, "N", "networks kept loaded (each takes its parameters' memory and more); the least "
+     "recently used is dropped beyond it (default 2)"),
 )
 
 
