@@ -7,11 +7,15 @@ octaves run the same ascent from small sizes up to the full one. On top of it:
 tiles that bound memory, a seeded random roll (jitter), detail re-injection
 between octaves, a dream size (a large image dreamed smaller, its change
 scaled up onto the original), any dtype and channel count, snapshots of the
-dream so far for previews, and cancellation.
+dream so far for previews, and cancellation. A target may name channels of its
+layer; a guide image turns each target's term into the DeepDream notebook's guided
+objective; the gradient may be normalized per band of a Laplacian pyramid
+(dream_engine/normalization.py) instead of as a whole.
 
 The step is written once, with keras.ops, for every Keras backend; taking
 its gradient and compiling it are the backend's (dream_engine.backends)."""
 
+import dataclasses
 import gc
 import time
 from collections import OrderedDict, namedtuple
@@ -19,24 +23,33 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS, FULL_SIZE, MIN_SIDE
+from deepdream_client.layer_spec import split_target
+from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS, DEFAULT_MODEL, DEFAULT_NORMALIZATION, FULL_SIZE, MIN_SIDE
 
 from . import backends
 from . import model as inception
-from .errors import DreamCancelled, InvalidParams, OutOfMemory, UnknownLayer
-from .params import DEFAULT_LAYERS, DreamParams
+from . import networks
+from .errors import DreamCancelled, InvalidImage, InvalidParams, OutOfMemory
+from .normalization import laplacian_normalize
+from .params import DreamParams
 from .pixels import check_image, split
 from .tiling import OVERLAP, TileLayout, rolled_padded_source
 
 DEFAULT_COMPILED_LAYER_SETS = 8  # about 11 MiB each; a client cycling through layer sets cannot grow memory
+# The most guide positions (feature vectors) a guided target matches against: more are subsampled evenly.
+# The match is a (dream positions x guide positions) matrix per tile, 4 bytes each: at 1024, 64 MiB per
+# megapixel at mixed0-2's stride of 8 px (a fifth of the step's own memory), 16 at mixed3-7's.
+MAX_GUIDE_POSITIONS = 1024
 
 
 class DreamEngine:
-    def __init__(self, model="inception_v3", weights="imagenet", precision="auto",
+    def __init__(self, model=DEFAULT_MODEL, weights="imagenet", precision="auto",
                  max_pixels=DEFAULT_MAX_PIXELS, tile_batch=1, fold_batch_norm=None, memory_budget_mib=0,
-                 compiled_layer_sets=DEFAULT_COMPILED_LAYER_SETS, tile_overlap=OVERLAP):
-        if model not in inception.MODELS:
-            raise InvalidParams("model", f"must be one of {', '.join(inception.MODELS)}, got {model!r}")
+                 compiled_layer_sets=DEFAULT_COMPILED_LAYER_SETS, tile_overlap=OVERLAP, models_dir=None):
+        """One engine dreams with one network: `model` is a built-in's name
+        (networks.BUILT_IN, with `weights` "imagenet", "random" or a file) or a
+        model file's in `models_dir` (its own weights)."""
+        model = DreamParams(model=model).model  # the same checks as a request's
         self.model = model
         self.backend = keras.backend.backend()  # fixed for the process when Keras loaded (startup.use_backend)
         self._backend = backends.current()
@@ -53,7 +66,7 @@ class DreamEngine:
         self.traces = 0  # how often a compiled function was traced (tests watch it)
         self.compile_seconds = 0.0  # spent compiling layer sets, in all (a dream's share: the difference across it)
         self._tile_side = None  # the largest tile side of the octave being dreamed
-        self._base = inception.load_inception(weights, self.precision)
+        network = networks.load_network(model, weights, self.precision, models_dir)
         if fold_batch_norm is None:
             # Folding is the same function up to rounding, which gradient ascent
             # amplifies (8 levels after 3 steps): float32 stays the seed's exact
@@ -62,24 +75,38 @@ class DreamEngine:
         self.batch_norm_folded = bool(fold_batch_norm)
         if fold_batch_norm:
             stored = None if self.precision == "float32" else self.precision
-            self._base = inception.fold_batch_norm(self._base, dtype=stored)
-        self.layers = inception.dreamable_layers(self._base)
+            network = dataclasses.replace(network, base=inception.fold_batch_norm(network.base, dtype=stored))
+        self.network = network
+        self._base = network.base
+        self.layers = network.layers
+        self.layer_channels = dict(network.channels)
+        self.default_layers = dict(network.default_layers)
+        self.min_side = network.min_side  # of an octave; an image has the wire's minimum too
+        self.min_image_side = max(MIN_SIDE, network.min_side)
+        # What one step's memory is per megapixel, against InceptionV3's measured figures.
+        self.memory_factor = inception.step_memory_factor(model)
         self._functions = OrderedDict()  # canonical layer set -> _Compiled, least recently used first
 
-    def dream(self, image, params=None, progress=None, should_stop=None):
+    def dream(self, image, params=None, progress=None, should_stop=None, guide=None):
         """Dream `image` (H x W x C numpy array) and return the result, same shape and dtype.
 
         `progress(event)` is called after every step; event["snapshot"] is a
         callable, valid during that call only, giving the dream so far (float32
-        H x W x 3 in [0, 1] at the octave's size): a preview costs only when taken."""
-        params = params or DreamParams()
-        unknown = [name for name in params.layers if name not in self.layers]
-        if unknown:
-            raise UnknownLayer("layers", f"unknown layer {unknown[0]!r}; this model has {', '.join(self.layers)}")
-        check_image(image, MIN_SIDE, self.max_pixels)
+        H x W x 3 in [0, 1] at the octave's size): a preview costs only when taken.
+        `guide`, an image of the same kinds as `image` (any size), makes each
+        target's term the guided one (_guided_term): the dream grows the
+        features the guide has."""
+        params = self.resolved(params or DreamParams(model=self.model))
+        self.check_targets(params.layers)
+        check_image(image, self.min_image_side, self.max_pixels)
+        if guide is not None:
+            try:
+                check_image(guide, self.min_image_side, self.max_pixels)
+            except InvalidImage as error:
+                raise type(error)(f"guide: {error}") from None
         try:
             dreamed, restore = self._dream_rgb(image, params, progress or (lambda event: None),
-                                               should_stop or (lambda: False))
+                                               should_stop or (lambda: False), guide)
         except Exception as error:  # noqa: BLE001  each backend has its own out-of-memory error; others re-raised
             if not self._backend.is_out_of_memory(error):
                 raise
@@ -90,7 +117,18 @@ class DreamEngine:
         dreamed /= 2.0
         return restore(dreamed)
 
-    def _dream_rgb(self, image, params, progress, should_stop):
+    def resolved(self, params):
+        """`params` for this engine's network: InvalidParams when they name another
+        model; without layers, the network's default targets."""
+        if params.model != self.model:
+            raise InvalidParams("model", f"this engine dreams with {self.model}, not {params.model}")
+        return params if params.layers is not None else dataclasses.replace(params, layers=self.default_layers)
+
+    def check_targets(self, targets):
+        """UnknownLayer or InvalidParams for a `layers` key this model cannot dream."""
+        networks.check_targets(self.network, targets)
+
+    def _dream_rgb(self, image, params, progress, should_stop, guide):
         """Octave gradient ascent on the image's RGB, in the network's [-1, 1]
         range; returns it and the function that puts it back in the image's
         own form. The full-size original lives only here, so that it is freed
@@ -103,10 +141,12 @@ class DreamEngine:
             full_size, original = original, shrink(original, smaller)
             scaled_input = original.copy()  # the dream's change is measured against it (an octave works in place)
         layer_names = canonical_layers(params.layers)
-        compiled = self._compiled(layer_names)
+        compiled = self._compiled(layer_names, guide is not None, params.normalize)
         layer_weights = keras.ops.convert_to_tensor(np.array([params.layers[name] for name in layer_names], np.float32))
+        if guide is not None:
+            guide = self._guide_image(guide, original.shape[:2], params.layers)
         rng = np.random.default_rng(params.seed)
-        shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, MIN_SIDE)
+        shapes = octave_shapes(original.shape[:2], params.octaves, params.octave_scale, self.min_side)
         total_work = params.steps * sum(h * w for h, w in shapes)
         done_work = 0
 
@@ -119,7 +159,8 @@ class DreamEngine:
                 original = shrunk_original = None
             if octave:
                 image = resize(image, shape)
-            dreaming = self._octave(image, shape, params, compiled, layer_weights, should_stop)
+            guide_features = () if guide is None else self._guide_features(guide, shape, params.layers, compiled)
+            dreaming = self._octave(image, shape, params, compiled, layer_weights, guide_features, should_stop)
             image = None  # the octave's strategy holds it now, in its own form
             for step in range(params.steps):
                 if should_stop():
@@ -153,22 +194,27 @@ class DreamEngine:
             image = full_size
         return image, restore
 
-    def warm_up(self, layers=DEFAULT_LAYERS):
-        """One tiny dream that traces and compiles the step for `layers`, so that the
-        first real dream does not pay for it. Noise, not a flat image: its gradient is real."""
-        noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
-        self.dream(noise, DreamParams(layers=layers, octaves=1, steps=1, jitter=0))
+    def warm_up(self, layers=None):
+        """One tiny dream that traces and compiles the step for `layers` (None: the
+        network's default targets), so that the first real dream does not pay for
+        it. Noise, not a flat image: its gradient is real."""
+        side = max(96, self.min_image_side)
+        noise = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        self.dream(noise, DreamParams(layers=layers, octaves=1, steps=1, jitter=0, model=self.model))
 
-    def largest_piece(self, layers=DEFAULT_LAYERS):
+    def largest_piece(self, layers=None):
         """The most pixels an octave may have to be dreamed in one piece (a
-        tile's largest area) under the memory budget, for these layers."""
-        per_pixel = inception.step_mib_per_megapixel(self.precision, layers) / 1e6
+        tile's largest area) under the memory budget, for these targets (None:
+        the network's default ones)."""
+        stride = self.network.stride(target_layers(layers or self.default_layers))
+        per_pixel = inception.step_mib_per_megapixel(self.precision, stride, self.memory_factor) / 1e6
         return int(self.memory_budget_mib / per_pixel / self.tile_batch)
 
     def tile_layout(self, shape, params):
         """How an octave of `shape` is cut: by the request's tile_size when it
         gives one, else the fewest pieces the memory budget allows."""
-        align = inception.layer_stride(params.layers)
+        params = self.resolved(params)
+        align = self.network.stride(target_layers(params.layers))
         if params.tile_size:
             return TileLayout.by_side(*shape, params.tile_size, self.tile_overlap, align)
         return TileLayout.by_area(*shape, self.largest_piece(params.layers), self.tile_overlap, align)
@@ -181,76 +227,128 @@ class DreamEngine:
                 "tile_overlap": self.tile_overlap, "compiled_layer_sets": len(self._functions),
                 "max_compiled_layer_sets": self.compiled_layer_sets, "rss_mib": resident_mib()}
 
-    def _octave(self, image, shape, params, compiled, layer_weights, should_stop):
+    def _octave(self, image, shape, params, compiled, layer_weights, guide_features, should_stop):
         """The strategy that dreams one octave: whole when it fits the memory
         budget in one piece, else in tiles (chosen once per octave)."""
         tiles = self.tile_layout(shape, params)
         self._tile_side = max(tiles.tile_height, tiles.tile_width)  # for an out-of-memory report
         if len(tiles) == 1:
-            return _WholeImage(image, compiled.whole_step, layer_weights, params.step_size)
-        return _Tiles(image, tiles, compiled.tile_gradients, layer_weights, params.step_size, self.tile_batch,
-                      should_stop)
+            return _WholeImage(image, compiled.whole_step, layer_weights, guide_features, params.step_size)
+        return _Tiles(image, tiles, compiled.tile_gradients, layer_weights, guide_features, params.step_size,
+                      params.normalize, self.tile_batch, should_stop)
 
-    def _compiled(self, layer_names):
-        """The compiled functions for one layer set, in canonical_layers order
-        (each traced once, for every image, tile and batch shape; the weights are
-        inputs, so any weighting of the same layers shares them):
-        - tile_gradients(tiles, layer weights) -> (loss per tile, gradient);
-        - whole_step(image, layer weights, shift, step_size) -> (image, loss):
-          one full ascent step on an image that fits one tile, the seed's rule."""
+    def _guide_image(self, guide, dream_size, targets):
+        """The guide in the network's [-1, 1] RGB, no larger than the largest
+        octave's guide needs to be (its full size may be far larger)."""
+        guide, _restore = split(guide)
+        guide *= 2.0
+        guide -= 1.0
+        largest = guide_shape(guide.shape[:2], min(dream_size[0] * dream_size[1], self.largest_piece(targets)))
+        return resize(guide, largest) if largest[0] < guide.shape[0] else guide
+
+    def _guide_features(self, guide, shape, targets, compiled):
+        """Each target's guide features for an octave of `shape`: the guide
+        scaled to the octave's area (so that its features have the dream's
+        scale), or to the largest piece the memory budget allows, then at most
+        MAX_GUIDE_POSITIONS feature vectors per target, evenly subsampled."""
+        scaled = resize(guide, guide_shape(guide.shape[:2], min(shape[0] * shape[1], self.largest_piece(targets))))
+        features = []
+        for activations in keras.tree.flatten(compiled.features(scaled[None], training=False)):
+            vectors = keras.ops.convert_to_numpy(keras.ops.cast(activations, "float32"))
+            vectors = vectors.reshape(-1, vectors.shape[-1])
+            if len(vectors) > MAX_GUIDE_POSITIONS:
+                vectors = vectors[np.linspace(0, len(vectors) - 1, MAX_GUIDE_POSITIONS).round().astype(int)]
+            features.append(keras.ops.convert_to_tensor(vectors))
+        return tuple(features)
+
+    def _compiled(self, layer_names, guided=False, normalize=DEFAULT_NORMALIZATION):
+        """The compiled functions for one target set, in canonical_layers order,
+        guided or not, with one normalization (each traced once, for every image,
+        tile and batch shape; the weights and guide features are inputs, so any
+        weighting of the same targets, and any guide, shares them):
+        - tile_gradients(tiles, layer weights, *guide features) -> (loss per tile, gradient);
+        - whole_step(image, layer weights, shift, unshift, step_size, *guide features) -> (image, loss):
+          one full ascent step on an image that fits one tile, the seed's rule;
+        - features: the feature model (an output per target), for the guide's features."""
         layer_names = canonical_layers(layer_names)
-        if layer_names in self._functions:
-            self._functions.move_to_end(layer_names)
+        key = (layer_names, guided, normalize)
+        if key in self._functions:
+            self._functions.move_to_end(key)
         else:
-            features = inception.feature_model(self._base, layer_names)
+            features = networks.feature_model(self.network, layer_names)  # from the engine's [-1, 1] RGB
             backend, ops = self._backend, keras.ops
 
-            def losses_and_gradient(tiles, layer_weights):
+            def losses_and_gradient(tiles, layer_weights, guide_features):
                 scale = loss_scale(tiles)
 
                 def scaled_total(tiles):
-                    activations = features(tiles, training=False)
-                    means = ops.stack([ops.mean(ops.cast(a, "float32"), axis=[1, 2, 3])
-                                       for a in keras.tree.flatten(activations)], axis=1)
-                    losses = ops.sum(means * layer_weights, axis=1)
+                    activations = [ops.cast(a, "float32") for a in keras.tree.flatten(features(tiles, training=False))]
+                    if guided:
+                        terms = [_guided_term(a, g) for a, g in zip(activations, guide_features, strict=True)]
+                    else:
+                        terms = [ops.mean(a, axis=[1, 2, 3]) for a in activations]
+                    losses = ops.sum(ops.stack(terms, axis=1) * layer_weights, axis=1)
                     return ops.sum(losses) * scale, losses  # tiles are independent: one backward pass for all
 
                 losses, gradient = backend.value_and_gradient(scaled_total, tiles)
                 return losses, gradient / scale
 
-            def tile_gradients(tiles, layer_weights):
+            def tile_gradients(tiles, layer_weights, *guide_features):
                 self.traces += 1  # runs only while tracing (on TensorFlow and JAX)
-                return losses_and_gradient(tiles, layer_weights)
+                return losses_and_gradient(tiles, layer_weights, guide_features)
 
-            def whole_step(image, layer_weights, shift, unshift, step_size):
+            def whole_step(image, layer_weights, shift, unshift, step_size, *guide_features):
                 # unshift is -shift, given apart: PyTorch rolls by Python ints only, which cannot be negated in
                 # TensorFlow's graph.
                 self.traces += 1
                 rolled = ops.roll(image, shift, axis=[0, 1])
-                losses, gradient = losses_and_gradient(rolled[None], layer_weights)
+                losses, gradient = losses_and_gradient(rolled[None], layer_weights, guide_features)
                 gradient = ops.roll(gradient[0], unshift, axis=[0, 1])
-                gradient /= ops.std(gradient) + 1e-8
+                if normalize == "laplacian":
+                    gradient = laplacian_normalize(gradient, ops)
+                else:
+                    gradient /= ops.std(gradient) + 1e-8
                 return ops.clip(image + step_size * gradient, -1.0, 1.0), losses[0]
 
             weights, shift, image = ((len(layer_names),), "float32"), ((2,), "int32"), ((None, None, 3), "float32")
-            tiny, no_weights = np.zeros([MIN_SIDE, MIN_SIDE, 3], np.float32), np.zeros([len(layer_names)], np.float32)
+            tiny = np.zeros([self.min_image_side, self.min_image_side, 3], np.float32)
+            no_weights = np.zeros([len(layer_names)], np.float32)
             no_shift = np.zeros([2], np.int32)
-            self._functions[layer_names] = _Compiled(
+            channels = [self.layer_channels[layer] if chosen is None else len(chosen)
+                        for layer, chosen in map(split_target, layer_names)] if guided else []
+            guides = [((None, count), "float32") for count in channels]
+            no_guides = [np.zeros([1, count], np.float32) for count in channels]
+            self._functions[key] = _Compiled(
                 _CompiledOnFirstCall(self, backend.compile_step(tile_gradients, [((None, *image[0]), "float32"),
-                                                                                 weights], features),
-                                     tiny[None], no_weights),
+                                                                                 weights, *guides], features),
+                                     tiny[None], no_weights, *no_guides),
                 _CompiledOnFirstCall(self, backend.compile_step(whole_step, [image, weights, shift, shift,
-                                                                             ((), "float32")], features),
-                                     tiny, no_weights, no_shift, no_shift, np.float32(0.0)))
+                                                                             ((), "float32"), *guides], features),
+                                     tiny, no_weights, no_shift, no_shift, np.float32(0.0), *no_guides),
+                features)
             if len(self._functions) > self.compiled_layer_sets:
                 self._functions.popitem(last=False)
                 # Compiled functions sit in reference cycles (tf.function's traced graphs refer back
                 # to their function): only a collection frees them and the runtime's copies.
                 gc.collect()
-        return self._functions[layer_names]
+        return self._functions[key]
 
 
-_Compiled = namedtuple("_Compiled", "tile_gradients whole_step")
+_Compiled = namedtuple("_Compiled", "tile_gradients whole_step features")
+
+
+def _guided_term(activations, guide_features):
+    """The DeepDream notebook's guided objective for one target, per tile: each
+    dream position matched with the guide feature of largest dot product, the
+    term the mean over positions and channels of the products with the match,
+    so its gradient at a position is that guide feature (the notebook's). The
+    match itself takes no gradient: the backward pass stores no similarity matrix."""
+    ops = keras.ops
+    shape = ops.shape(activations)
+    positions = ops.reshape(activations, (shape[0], -1, shape[3]))
+    similarity = ops.matmul(ops.stop_gradient(positions), ops.transpose(guide_features))
+    matched = ops.take(guide_features, ops.argmax(similarity, axis=-1), axis=0)
+    return ops.mean(positions * matched, axis=[1, 2])
 
 
 class _WholeImage:
@@ -258,15 +356,15 @@ class _WholeImage:
     device) for the whole octave: roll, gradient, normalization and update in
     one call (a quarter faster per step at 845x562 than round trips through numpy)."""
 
-    def __init__(self, image, whole_step, layer_weights, step_size):
+    def __init__(self, image, whole_step, layer_weights, guide_features, step_size):
         self._image = keras.ops.convert_to_tensor(image)
-        self._whole_step, self._layer_weights = whole_step, layer_weights
+        self._whole_step, self._layer_weights, self._guide_features = whole_step, layer_weights, guide_features
         self._step_size = keras.ops.convert_to_tensor(step_size, "float32")
 
     def step(self, shift):
         """One ascent step under the roll `shift`; returns the loss."""
         self._image, loss = self._whole_step(self._image, self._layer_weights, np.array(shift, np.int32),
-                                             -np.array(shift, np.int32), self._step_size)
+                                             -np.array(shift, np.int32), self._step_size, *self._guide_features)
         return float(loss)
 
     def snapshot(self):
@@ -287,9 +385,12 @@ class _Tiles:
     needs one full-size buffer (`blended`, reused by every step) and no
     rolled or padded copy."""
 
-    def __init__(self, image, tiles, tile_gradients, layer_weights, step_size, tile_batch, should_stop):
+    def __init__(self, image, tiles, tile_gradients, layer_weights, guide_features, step_size, normalize, tile_batch,
+                 should_stop):
         self._image, self._tiles = image, tiles
         self._tile_gradients, self._layer_weights, self._step_size = tile_gradients, layer_weights, step_size
+        self._guide_features = guide_features  # the same for every tile: the guide is matched as a whole
+        self._normalize = normalize
         self._tile_batch = tile_batch  # tiles per network call: throughput vs. memory
         self._should_stop = should_stop  # asked between network calls, too: a step may take long
         self._blended = np.empty_like(image)
@@ -309,7 +410,7 @@ class _Tiles:
             windows = [(source_rows[y : y + tiles.tile_height], source_cols[x : x + tiles.tile_width])
                        for y, x in origins]
             batch = np.stack([image[np.ix_(rows, cols)] for rows, cols in windows])
-            tile_losses, tile_gradients = self._tile_gradients(batch, self._layer_weights)
+            tile_losses, tile_gradients = self._tile_gradients(batch, self._layer_weights, *self._guide_features)
             losses.extend(keras.ops.convert_to_numpy(tile_losses).tolist())
             tile_gradients = keras.ops.convert_to_numpy(tile_gradients)  # from the backend's device
             for (y, x), (rows, cols), tile_gradient in zip(origins, windows, tile_gradients):
@@ -318,8 +419,12 @@ class _Tiles:
                 share = tiles.share((y, x))[:inside_rows, :inside_cols]
                 blended[np.ix_(rows[:inside_rows], cols[:inside_cols])] += \
                     tile_gradient[:inside_rows, :inside_cols] * share
-        # The seed's update, in place and in its order of operations.
-        blended /= standard_deviation(blended) + 1e-8
+        # The seed's update, in place and in its order of operations; the Laplacian pyramid's on the
+        # whole octave's gradient, as the whole-image step has it, so that tile borders cannot show.
+        if self._normalize == "laplacian":
+            blended[...] = laplacian_normalize(blended)
+        else:
+            blended /= standard_deviation(blended) + 1e-8
         blended *= self._step_size
         image += blended
         np.clip(image, -1.0, 1.0, out=image)
@@ -355,8 +460,19 @@ class _CompiledOnFirstCall:
 
 
 def canonical_layers(layers):
-    """A layer set's one spelling: sorted names, whatever order a request gave them in."""
+    """A target set's one spelling: sorted keys, whatever order a request gave them in."""
     return tuple(sorted(layers))
+
+
+def target_layers(targets):
+    """The layers `layers` keys name, without their channels."""
+    return sorted({split_target(key)[0] for key in targets})
+
+
+def guide_shape(size, pixels):
+    """(height, width) of a guide of `size` scaled to about `pixels`, its aspect kept, no side under MIN_SIDE."""
+    factor = (pixels / (size[0] * size[1])) ** 0.5
+    return max(round(size[0] * factor), MIN_SIDE), max(round(size[1] * factor), MIN_SIDE)
 
 
 def resident_mib():

@@ -1,27 +1,20 @@
-"""InceptionV3 with its weights, at a chosen precision, cut at the layers a
-dream excites. Keras is imported here and in the engine only; what differs
+"""The device, the precision and the memory a dream step takes, and InceptionV3's
+batch-normalization folding (the networks themselves: dream_engine.networks).
+Keras is imported here, in networks and in the engine only; what differs
 between Keras's backends (the GPU, its memory) is asked of dream_engine.backends."""
 
 import os
-import socket
 from pathlib import Path
 
 import keras
+from deepdream_client.layer_spec import split_target
 from deepdream_client.vocabulary import PRECISIONS
 
-from . import backends
-from .errors import InvalidParams, WeightsUnavailable
+from . import backends, networks
+from .errors import InvalidParams
+from .networks import RANDOM_SEED, keras_cache_dir  # noqa: F401  where tools and tests have found them
 
-MODELS = ("inception_v3",)
-IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-RANDOM_SEED = 1234
-DOWNLOAD_TIMEOUT_S = 60
-_KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-def keras_cache_dir():
-    """Where Keras keeps downloaded weights (what keras.utils.get_file uses)."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+IMAGENET_FILE = networks.BUILT_IN["inception_v3"].weights_file("inception_v3")
 
 
 def describe_device():
@@ -54,74 +47,14 @@ def _cpu_has_bfloat16():
 
 def load_inception(weights, precision):
     """The InceptionV3 convolutional base (no classifier) with the given weights,
-    its layers computing in `precision` (variables stay float32)."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(_KERAS_POLICY[precision])
-    try:
-        if weights == "random":
-            # Seeded so that every process builds the same "random" network:
-            # tests and offline smoke runs must be reproducible.
-            keras.utils.set_random_seed(RANDOM_SEED)
-            return keras.applications.InceptionV3(include_top=False, weights=None)
-        if weights == "imagenet":
-            return _load_imagenet()
-        return _load_file(weights)
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def _load_imagenet():
-    cached = keras_cache_dir() / IMAGENET_FILE
-    previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an unreachable hub must not hang the daemon
-    try:
-        return keras.applications.InceptionV3(include_top=False, weights="imagenet")
-    except Exception as error:  # noqa: BLE001  Keras raises a bare Exception for a failed fetch
-        raise WeightsUnavailable(
-            f"The ImageNet weights for InceptionV3 are not on this machine and could not be "
-            f"downloaded ({_first_line(error)}).\n"
-            f"Missing file: {IMAGENET_FILE}\n"
-            f"Put it here: {cached}\n"
-            f"or pass a weights file with --weights /path/to/{IMAGENET_FILE} "
-            f"(a Keras .weights.h5 file works too),\n"
-            f"or try the tool offline with --weights random (untrained network: abstract textures, not dreams)."
-        ) from None
-    finally:
-        socket.setdefaulttimeout(previous_timeout)
-
-
-def _load_file(path):
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsUnavailable(
-            f"No weights file at {path}. Use --weights imagenet, --weights random, "
-            f"or the path of an existing InceptionV3 weights file (.h5 or .weights.h5)."
-        )
-    try:
-        return keras.applications.InceptionV3(include_top=False, weights=str(path))
-    except Exception as error:  # noqa: BLE001  h5py, Keras and the OS each raise their own for a bad file
-        raise WeightsUnavailable(
-            f"Could not read InceptionV3 weights from {path}: {_first_line(error)}. "
-            f"The file must hold weights for InceptionV3 without its classifier "
-            f"(Keras's {IMAGENET_FILE}, or a .weights.h5 saved from keras.applications.InceptionV3(include_top=False))."
-        ) from None
-
-
-def _first_line(error):
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    its layers computing in `precision` (variables stay float32): the built-in
+    network's loader (dream_engine.networks), the one every network goes through."""
+    return networks.load_built_in("inception_v3", weights, precision).base
 
 
 def dreamable_layers(base):
     """The concatenation points of the Inception blocks: the layers DeepDream excites."""
     return [layer.name for layer in base.layers if layer.name.startswith("mixed") and "_" not in layer.name]
-
-
-def layer_stride(layer_names):
-    """Input pixels per activation at the deepest of the layers: InceptionV3
-    halves its resolution three times before mixed0, once more in mixed3 and
-    again in mixed8."""
-    deepest = max(int(name.removeprefix("mixed")) for name in layer_names)
-    return 32 if deepest >= 8 else 16 if deepest >= 3 else 8
 
 
 # Peak resident memory one ascent step adds, in MiB per megapixel of network
@@ -139,8 +72,25 @@ CPU_BUDGET_SHARE = 32  # of the RAM, for one step's network memory on a CPU (why
 GPU_BUDGET_SHARE = 2  # of the GPU memory the backend can still take
 
 
-def step_mib_per_megapixel(precision, layer_names):
-    return STEP_MIB_PER_MEGAPIXEL[precision][layer_stride(layer_names)]
+# Other networks' step memory per megapixel against InceptionV3's at the same stride of the deepest
+# target (the rise of VmHWM over one float32 step at 724x724 and 1448x1448 with the network's default
+# targets, tracing included: /tmp/h8/mem.py in the commit message). A model file gets the largest factor:
+# tiles too small cost time, too large cost the daemon.
+STEP_MEMORY_FACTOR = {"inception_v3": 1.0, "vgg16": 2.4, "vgg19": 2.4, "resnet50v2": 2.4, "xception": 2.4,
+                      "inception_resnet_v2": 2.4}
+MODEL_FILE_MEMORY_FACTOR = max(STEP_MEMORY_FACTOR.values())
+
+
+def step_memory_factor(model):
+    return STEP_MEMORY_FACTOR.get(model, MODEL_FILE_MEMORY_FACTOR)
+
+
+def step_mib_per_megapixel(precision, stride, factor=1.0):
+    """One step's memory per megapixel for targets whose deepest layer has `stride`
+    (InceptionV3's: 8 to mixed2, 16 to mixed7, then 32; other networks' strides
+    are taken as the nearest of these), times the network's factor."""
+    nearest = min(STEP_MIB_PER_MEGAPIXEL[precision], key=lambda measured: abs(measured - stride))
+    return STEP_MIB_PER_MEGAPIXEL[precision][nearest] * factor
 
 
 def default_memory_budget_mib():
@@ -154,8 +104,20 @@ def default_memory_budget_mib():
     return max(1, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // CPU_BUDGET_SHARE // 2**20)
 
 
-def feature_model(base, layer_names):
-    return keras.Model(base.input, [base.get_layer(name).output for name in layer_names])
+def layer_channels(base, layer_names):
+    """{layer: its channel count}."""
+    return {name: int(base.get_layer(name).output.shape[-1]) for name in layer_names}
+
+
+def feature_model(base, targets):
+    """One output per target (a `layers` key, deepdream_client.layer_spec), in their order: the
+    layer's activations, only the named channels of it where the key names some."""
+    outputs = []
+    for key in targets:
+        layer, channels = split_target(key)
+        activations = base.get_layer(layer).output
+        outputs.append(activations if channels is None else keras.ops.take(activations, channels, axis=-1))
+    return keras.Model(base.input, outputs)
 
 
 def fold_batch_norm(base, dtype=None):

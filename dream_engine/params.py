@@ -1,9 +1,11 @@
 """DreamParams: what one dream should do, validated once at the edge."""
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 from deepdream_client.quoting import shown  # these messages reach the wire, quoting a client's values
-from deepdream_client.vocabulary import DEFAULT_DETAIL, DEFAULT_LAYERS, LAYER_WEIGHTS, OFF_VALUES, PARAMS
+from deepdream_client.layer_spec import split_target, target_key
+from deepdream_client.vocabulary import (DEFAULT_DETAIL, DEFAULT_LAYERS, DEFAULT_MODEL, DEFAULT_NORMALIZATION,
+                                         LAYER_WEIGHTS, MAX_MODEL_NAME_CHARS, NORMALIZATIONS, OFF_VALUES, PARAMS)
 
 from .errors import InvalidParams
 
@@ -12,7 +14,9 @@ from .errors import InvalidParams
 class DreamParams:
     """Names, defaults and ranges come from the shared vocabulary's PARAMS table."""
 
-    layers: dict = field(default_factory=lambda: dict(DEFAULT_LAYERS))
+    # None: the model's own default targets (InceptionV3's DEFAULT_LAYERS; another network's, filled in by
+    # the engine that loaded it, DreamEngine.with_default_layers).
+    layers: dict = None
     octaves: int = PARAMS["octaves"].default
     octave_scale: float = PARAMS["octave_scale"].default
     steps: int = PARAMS["steps"].default
@@ -22,9 +26,17 @@ class DreamParams:
     seed: int = PARAMS["seed"].default
     dream_size: float = PARAMS["dream_size"].default  # megapixels; 0: the network works at the image's own size
     detail: bool = DEFAULT_DETAIL  # re-inject the detail that downscaling an octave loses
+    normalize: str = DEFAULT_NORMALIZATION  # how a step's gradient is normalized (NORMALIZATIONS)
+    model: str = DEFAULT_MODEL  # the network: a built-in name or a model file's in the models folder (never a path)
 
     def __post_init__(self):
-        object.__setattr__(self, "layers", _check_layers(self.layers))
+        if not isinstance(self.model, str) or not 0 < len(self.model) <= MAX_MODEL_NAME_CHARS:
+            raise InvalidParams("model", f"must be a model's name (up to {MAX_MODEL_NAME_CHARS} characters), "
+                                         f"got {shown(self.model)}")
+        if self.layers is None and self.model == DEFAULT_MODEL:
+            object.__setattr__(self, "layers", dict(DEFAULT_LAYERS))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", _check_layers(self.layers))
         for name, param in PARAMS.items():
             value = getattr(self, name)
             off, meaning = OFF_VALUES.get(name, (None, ""))
@@ -34,6 +46,8 @@ class DreamParams:
             check(name, value, param.low, param.high, f"{off} ({meaning}) or " if meaning else "")
         if not isinstance(self.detail, bool):
             raise InvalidParams("detail", f"must be true or false, got {shown(self.detail)}")
+        if not isinstance(self.normalize, str) or self.normalize not in NORMALIZATIONS:
+            raise InvalidParams("normalize", f"must be one of {', '.join(NORMALIZATIONS)}, got {shown(self.normalize)}")
 
     @classmethod
     def from_dict(cls, values):
@@ -53,6 +67,9 @@ class DreamParams:
 
     def to_dict(self):
         return asdict(self)
+
+
+MAX_TARGET_CHARS = 1000  # a layer name and its channel list (a few hundred channels), as a request may spell it
 
 
 def _named(name):
@@ -76,8 +93,10 @@ def _check_float(key, value, low, high, besides=""):
 
 
 def _check_layers(layers):
-    """Accept {name: weight} or [names] (weight 1 each); names are checked
-    against the model later, by the engine that knows them."""
+    """Accept {name: weight} or [names] (weight 1 each); a name may name channels
+    ("mixed5[12,87]", deepdream_client.layer_spec), and is kept in its canonical
+    spelling. Whether the layer and its channels exist is checked later, by the
+    engine that knows the model."""
     if not isinstance(layers, (list, tuple, dict)) or not layers:
         raise InvalidParams("layers", "must be a non-empty map of layer name to weight, or a list of layer names")
     for name in layers:  # before a list becomes a dict: a list or map as a name cannot be a key
@@ -87,8 +106,16 @@ def _check_layers(layers):
         layers = {name: 1.0 for name in layers}
     checked = {}
     for name, weight in layers.items():
+        if len(name) > MAX_TARGET_CHARS:  # the parser's messages repeat the name
+            raise InvalidParams("layers", f"a layer name of {len(name)} characters: {shown(name)}")
+        try:
+            key = target_key(*split_target(name))
+        except ValueError as error:
+            raise InvalidParams("layers", str(error)) from None
+        if key in checked:
+            raise InvalidParams("layers", f"{shown(name)} names the same target as {shown(key)}; name it once")
         _check_float(f"layers.{_named(name)}", weight, *LAYER_WEIGHTS)
-        checked[name] = float(weight)
+        checked[key] = float(weight)
     if not any(checked.values()):
         raise InvalidParams("layers", "at least one layer needs a non-zero weight")
     return checked

@@ -94,6 +94,11 @@ GIMP_SEED_MAX = 2**31 - 1
 DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
 LAYER_WEIGHTS = (-100.0, 100.0)
 DEFAULT_DETAIL = True  # re-inject the detail that downscaling an octave loses
+# How a step's gradient is normalized (dream_engine/normalization.py): "std" divides it by its standard
+# deviation (the seed's); "laplacian" divides each band of its Laplacian pyramid by the band's own (TF's first
+# DeepDream notebook): larger, smoother forms.
+NORMALIZATIONS = ("std", "laplacian")
+DEFAULT_NORMALIZATION = "std"
 
 # -- previews: a dream request's optional `preview` map (docs/protocol.md, "Previews") -----------------
 
