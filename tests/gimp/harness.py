@@ -67,7 +67,7 @@ class GimpRoot:
         # A GIMP run for the first time shows a Welcome dialog (3.2 over the image window); a user closes it
         # once, the tests say so up front.
         (self.plugin_dir.parent / "gimprc").write_text("(show-welcome-dialog no)\n")
-        self.mounted_proc = mount_proc(self.root)
+        mount_proc(self.root)
         # install-plugin.sh writes client.json too; this run's copy goes into a scratch folder and
         # the tests write the root's own where they need one.
         env = {**os.environ, "XDG_CONFIG_HOME": str(self.work / "host-config")}
@@ -77,8 +77,9 @@ class GimpRoot:
 
     def cleanup(self):
         shutil.rmtree(self.work, ignore_errors=True)
-        others = list((self.root / "tmp").glob("deepdream-tests-*"))  # test runs still using the root's /proc
-        if self.mounted_proc and not others:
+        # The last test run out unmounts /proc, whichever run mounted it (test runs may overlap).
+        others = list((self.root / "tmp").glob("deepdream-tests-*"))
+        if not others and os.path.ismount(self.root / "proc"):
             subprocess.run(["umount", "--lazy", str(self.root / "proc")], check=False)
 
     def host(self, name):
@@ -153,15 +154,13 @@ class GimpRoot:
 
 
 def mount_proc(root):
-    """Mounts /proc in the root unless it is there; True if this call mounted it. GIMP 3.2's image loaders
+    """Mounts /proc in the root unless it is there. GIMP 3.2's image loaders
     (glycin, through gdk-pixbuf) probe their bwrap sandbox and read /proc: without it they take the sandbox
     for working, every icon fails to load and GIMP's window aborts at start. With /proc they see that bwrap
     cannot make namespaces here and load unsandboxed, as they would in any container."""
     proc = root / "proc"
-    if os.path.ismount(proc):
-        return False
-    subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
-    return True
+    if not os.path.ismount(proc):
+        subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
 
 
 def wait_for(process, timeout):
