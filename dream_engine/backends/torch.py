@@ -1,8 +1,9 @@
 """The PyTorch backend: autograd, run eagerly.
 
-Eager, not torch.compile: on the CPU the convolutions are the same oneDNN
-kernels either way, and compiling would cost minutes per new image shape
-(bench/README.md, "Backends")."""
+Eager, not torch.compile: the network's time is in its convolutions, which
+are the same oneDNN (CPU) or cuDNN (GPU) kernels either way, while compiling
+would specialize on each new image shape as jax.jit does. torch.compile was
+not measured here (bench/README.md, "Backends")."""
 
 import keras
 import numpy as np
