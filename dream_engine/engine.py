@@ -83,8 +83,6 @@ class DreamEngine:
         self.default_layers = dict(network.default_layers)
         self.min_side = network.min_side  # of an octave; an image has the wire's minimum too
         self.min_image_side = max(MIN_SIDE, network.min_side)
-        # What one step's memory is per megapixel, against InceptionV3's measured figures.
-        self.memory_factor = inception.step_memory_factor(model)
         self._functions = OrderedDict()  # canonical layer set -> _Compiled, least recently used first
 
     def dream(self, image, params=None, progress=None, should_stop=None, guide=None):
@@ -207,7 +205,7 @@ class DreamEngine:
         tile's largest area) under the memory budget, for these targets (None:
         the network's default ones)."""
         stride = self.network.stride(target_layers(layers or self.default_layers))
-        per_pixel = inception.step_mib_per_megapixel(self.precision, stride, self.memory_factor) / 1e6
+        per_pixel = inception.step_mib_per_megapixel(self.precision, self.model, stride) / 1e6
         return int(self.memory_budget_mib / per_pixel / self.tile_batch)
 
     def tile_layout(self, shape, params):

@@ -72,25 +72,25 @@ CPU_BUDGET_SHARE = 32  # of the RAM, for one step's network memory on a CPU (why
 GPU_BUDGET_SHARE = 2  # of the GPU memory the backend can still take
 
 
-# Other networks' step memory per megapixel against InceptionV3's at the same stride of the deepest
-# target (the rise of VmHWM over one float32 step at 724x724 and 1448x1448 with the network's default
-# targets, tracing included: /tmp/h8/mem.py in the commit message). A model file gets the largest factor:
-# tiles too small cost time, too large cost the daemon.
-STEP_MEMORY_FACTOR = {"inception_v3": 1.0, "vgg16": 2.4, "vgg19": 2.4, "resnet50v2": 2.4, "xception": 2.4,
-                      "inception_resnet_v2": 2.4}
+# Another network's step memory per megapixel over InceptionV3's, each with its default targets
+# (InceptionV3's reach stride 16): bench/network_memory.py, float32 on the 2-core AMX Xeon, rounded up
+# (InceptionV3 317 MiB per megapixel there; VGG16 842, VGG19 880, ResNet50V2 411, Xception 606,
+# InceptionResNetV2 678). VGG's full-resolution 64-channel layers make it the heaviest. A network's
+# shallower or deeper targets change little: its early, large layers dominate. A model file, not
+# measured, gets the largest factor: tiles too small cost time, too large cost the daemon.
+STEP_MEMORY_FACTOR = {"vgg16": 2.7, "vgg19": 2.8, "resnet50v2": 1.3, "xception": 2.0, "inception_resnet_v2": 2.2}
 MODEL_FILE_MEMORY_FACTOR = max(STEP_MEMORY_FACTOR.values())
+INCEPTION_DEFAULT_STRIDE = 16  # of mixed5, the deepest default target: the other networks' reference
 
 
-def step_memory_factor(model):
-    return STEP_MEMORY_FACTOR.get(model, MODEL_FILE_MEMORY_FACTOR)
-
-
-def step_mib_per_megapixel(precision, stride, factor=1.0):
-    """One step's memory per megapixel for targets whose deepest layer has `stride`
-    (InceptionV3's: 8 to mixed2, 16 to mixed7, then 32; other networks' strides
-    are taken as the nearest of these), times the network's factor."""
-    nearest = min(STEP_MIB_PER_MEGAPIXEL[precision], key=lambda measured: abs(measured - stride))
-    return STEP_MIB_PER_MEGAPIXEL[precision][nearest] * factor
+def step_mib_per_megapixel(precision, model, stride):
+    """One step's memory per megapixel: InceptionV3's by the stride of the deepest
+    target (8 to mixed2, 16 to mixed7, then 32); another network's, InceptionV3's
+    with its default targets times the network's factor."""
+    if model == "inception_v3":
+        return STEP_MIB_PER_MEGAPIXEL[precision][stride]
+    factor = STEP_MEMORY_FACTOR.get(model, MODEL_FILE_MEMORY_FACTOR)
+    return STEP_MIB_PER_MEGAPIXEL[precision][INCEPTION_DEFAULT_STRIDE] * factor
 
 
 def default_memory_budget_mib():
