@@ -198,6 +198,27 @@ def test_progress_bar_on_a_terminal_and_in_a_log():
                                            for percent in (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)]
 
 
+def test_guide_normalize_and_channel_targets_in_process(tmp_path, shared_engine):
+    source, guide = tmp_path / "in.png", tmp_path / "guide.jpg"
+    Image.fromarray(photo(80, 96)).save(source)
+    Image.fromarray(photo(90, 90, seed=9)).save(guide)
+    controls = ["--layers", "mixed4:1,mixed5[87, 12]:0.5", "--normalize", "laplacian"]
+    assert cli.main(["dream", str(source), str(tmp_path / "plain.png"), "--in-process", "-q", *TINY, *controls]) == 0
+    assert cli.main(["dream", str(source), str(tmp_path / "guided.png"), "--in-process", "-q", *TINY, *controls,
+                     "--guide", str(guide)]) == 0
+    params = read_metadata(tmp_path / "guided.png")["params"]
+    assert params["normalize"] == "laplacian" and params["layers"] == {"mixed4": 1.0, "mixed5[12,87]": 0.5}
+    assert not np.array_equal(read_image(tmp_path / "guided.png"), read_image(tmp_path / "plain.png"))
+
+
+def test_a_channel_out_of_range_is_one_line_naming_the_count(tmp_path, shared_engine, capsys):
+    Image.fromarray(photo(80, 96)).save(tmp_path / "in.png")
+    code = cli.main(["dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--in-process", "-q", *TINY,
+                     "--layers", "mixed5[12,9999]"])
+    assert code == 1
+    assert "channel 9999 is out of range; mixed5 has 768 channels (0..767)" in capsys.readouterr().err
+
+
 def test_layers_syntax():
     assert cli.parse_layers("mixed2:1,mixed5:0.5") == {"mixed2": 1.0, "mixed5": 0.5}
     assert cli.parse_layers("mixed2, mixed5") == {"mixed2": 1.0, "mixed5": 1.0}
@@ -207,7 +228,8 @@ def test_help_lists_the_commands_and_options():
     done = run_cli("dream", "--help")
     assert done.returncode == 0
     for option in ("--layers", "--octaves", "--octave-scale", "--steps", "--step-size", "--tile-size", "--jitter",
-                   "--seed", "--no-detail", "--endpoint", "--in-process", "--weights", "--precision", "--backend"):
+                   "--seed", "--no-detail", "--endpoint", "--in-process", "--weights", "--precision", "--backend",
+                   "--guide", "--normalize", "mixed5[12,87]"):
         assert option in done.stdout
     assert all(command in run_cli("--help").stdout for command in ("dream", "ping", "info"))
 
@@ -239,6 +261,10 @@ def test_dream_through_the_daemon(daemon, tmp_path):
     assert done.stderr.strip().endswith(f"s: tensorflow on CPU at float32, daemon at {daemon.endpoint}")
     assert metadata["seed"] == 3 and metadata["params"]["steps"] == 2 and metadata["params"]["detail"] is True
     assert (read_image(target)[..., 3] == 200).all()
+    done = run_cli("dream", tmp_path / "in.png", tmp_path / "guided.png", *TINY, "--seed", "3", "--guide", source,
+                   "--endpoint", daemon.endpoint)
+    assert done.returncode == 0 and "in-process" not in done.stderr, done.stderr
+    assert not np.array_equal(read_image(tmp_path / "guided.png"), read_image(target)), "the guide steers the dream"
     done = run_cli("dream", source, tmp_path / "out.tif", *TINY, "--octaves", "0", "--endpoint", daemon.endpoint)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().endswith("octaves: must be between 1 and 12, got 0 (INVALID_PARAMS)")

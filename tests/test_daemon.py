@@ -463,3 +463,95 @@ def test_ten_concurrent_clients_each_get_their_own_result(daemon):
         mean = out.reshape(-1, 3).mean(axis=0)
         distances = [np.abs(mean - np.array(colour)).max() for colour in colours]
         assert int(np.argmin(distances)) == n and distances[n] < 15, (n, mean)
+
+
+def dream_with_guide(endpoint, image, guide_description, guide_payload, params=TINY):
+    """(final header, payload) of a dream whose `guide` travels in a third frame."""
+    header, payload = dream_request(image, params)
+    header["guide"] = guide_description
+    sock = connect(endpoint)
+    try:
+        sock.send_multipart([b"", msgpack.packb(header), payload, guide_payload])
+        reply, data, _events = final(sock)
+        return reply, data
+    finally:
+        sock.close()
+
+
+def raw_guide(array):
+    height, width, channels = array.shape
+    description = {"format": "raw", "dtype": array.dtype.name, "width": width, "height": height, "channels": channels}
+    return description, np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+
+
+def test_a_guide_raw_or_encoded_steers_the_dream(daemon):
+    image, guide = sample("uint8", 3), photo(90, 110, seed=11)
+    params = {**TINY, "layers": {"mixed4": 1.0}}
+    plain = result_array(*call(daemon.endpoint, *dream_request(image, params)))
+    raw_reply, raw_data = dream_with_guide(daemon.endpoint, image, *raw_guide(guide), params)
+    assert raw_reply["type"] == "result", raw_reply
+    guided = result_array(raw_reply, raw_data)
+    assert np.abs(guided.astype(int) - plain).mean() > 0.3, "the guide should change the dream"  # measured 0.8
+    png = io.BytesIO()
+    Image.fromarray(guide).save(png, format="PNG")
+    encoded_reply, encoded_data = dream_with_guide(daemon.endpoint, image, {"format": "encoded"}, png.getvalue(),
+                                                   params)
+    assert encoded_reply["type"] == "result", encoded_reply
+    assert np.array_equal(result_array(encoded_reply, encoded_data), guided), "the same guide, either way"
+    gray_16_bit = (guide[..., :1].astype(np.uint16) * 257)
+    reply, _ = dream_with_guide(daemon.endpoint, image, *raw_guide(gray_16_bit), params)
+    assert reply["type"] == "result", reply
+
+
+@pytest.mark.parametrize("case, code, words", [
+    ("no third frame", "BAD_REQUEST", "third frame"),
+    ("short payload", "BAD_REQUEST", "guide's payload has"),
+    ("too small", "BAD_REQUEST", "the guide is 60x60"),
+    ("not a map", "BAD_REQUEST", "`guide` must be a map"),
+    ("not an image file", "IMAGE_DECODE", "the guide's payload is"),
+    ("four frames", "BAD_REQUEST", "two with `guide`"),
+    ("three frames without guide", "BAD_REQUEST", "two with `guide`"),
+])
+def test_a_bad_guide_gets_a_coded_error_and_the_daemon_keeps_serving(daemon, case, code, words):
+    header, payload = dream_request(sample("uint8", 3))
+    description, guide = raw_guide(photo(80, 90))
+    frames = [payload, guide]
+    if case == "no third frame":
+        frames = [payload]
+    elif case == "short payload":
+        guide = guide[:-1]
+        frames = [payload, guide]
+    elif case == "too small":
+        description, guide = raw_guide(photo(60, 60))
+        frames = [payload, guide]
+    elif case == "not a map":
+        description = "photo.png"
+    elif case == "not an image file":
+        description, frames = {"format": "encoded"}, [payload, b"not an image"]
+    elif case == "four frames":
+        frames = [payload, guide, b"x"]
+    if case != "three frames without guide":
+        header["guide"] = description
+    sock = connect(daemon.endpoint)
+    try:
+        sock.send_multipart([b"", msgpack.packb(header), *frames])
+        reply, _data, _events = final(sock)
+    finally:
+        sock.close()
+    assert reply["type"] == "error" and reply["code"] == code and words in reply["message"], reply
+    assert ping(daemon.endpoint)["type"] == "pong"
+
+
+def test_channel_targets_and_laplacian_normalization_over_the_wire(daemon):
+    info = call(daemon.endpoint, request("info"))[0]
+    assert info["layer_channels"]["mixed0"] == 256 and info["layer_channels"]["mixed5"] == 768
+    image = sample("uint8", 3)
+    reply, data = call(daemon.endpoint, *dream_request(image, {**TINY, "layers": {"mixed5[12,87]": 1.0, "mixed2": 0.5},
+                                                                "normalize": "laplacian"}))
+    assert reply["type"] == "result" and reply["stats"]["normalize"] == "laplacian", reply
+    assert reply["stats"]["layers"] == {"mixed2": 0.5, "mixed5[12,87]": 1.0}
+    assert not np.array_equal(result_array(reply, data), image)
+    reply, _ = call(daemon.endpoint, *dream_request(image, {**TINY, "layers": {"mixed5[12,9999]": 1.0}}))
+    assert reply["code"] == "INVALID_PARAMS" and "mixed5 has 768 channels (0..767)" in reply["message"], reply
+    reply, _ = call(daemon.endpoint, *dream_request(image, {**TINY, "normalize": "median"}))
+    assert reply["code"] == "INVALID_PARAMS" and "normalize" in reply["message"], reply

@@ -20,11 +20,13 @@ import numpy as np
 from deepdream_client import previews
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
 from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image, write_whole
-from deepdream_client.layer_spec import parse_layers
+from deepdream_client.layer_spec import EXAMPLE, parse_layers
+from deepdream_client.paths import data_dir
 from deepdream_client.protocol import ProtocolError, checked_options
 from deepdream_client.readiness import NotReady, wait_ready
-from deepdream_client.vocabulary import (BACKENDS, DEFAULT_BACKEND, DEFAULT_ENDPOINT, PARAMS, PRECISIONS,
-                                         PREVIEW_INTERVAL, PREVIEW_MAX_SIDE, ZOOM_OPTIONS)
+from deepdream_client.vocabulary import (BACKENDS, BUILT_IN_MODELS, DEFAULT_BACKEND, DEFAULT_ENDPOINT, DEFAULT_MODEL,
+                                         MODEL_FILE_SUFFIXES, NORMALIZATIONS, PARAMS, PRECISIONS, PREVIEW_INTERVAL,
+                                         PREVIEW_MAX_SIDE, ZOOM_OPTIONS)
 
 from .zoom import ZoomOutput
 
@@ -84,6 +86,9 @@ def build_parser():
     dream.add_argument("output", metavar="OUT",
                        help="where to write the dream; PNG, JPEG and TIFF carry its parameters")
     add_dream_parameters(dream)
+    dream.add_argument("--guide", metavar="FILE",
+                       help="a guide image (any format IN takes): the dream grows the features FILE has at the "
+                            "chosen layers, instead of whatever the layers see most")
     watch = dream.add_argument_group("watching the dream")
     watch.add_argument("--preview", metavar="FILE",
                        help="keep FILE showing the dream so far (format by extension; PNG recommended), at most "
@@ -139,8 +144,17 @@ def build_parser():
 
 def add_dream_parameters(command):
     knobs = command.add_argument_group("dream parameters")
-    knobs.add_argument("--layers", type=layers_option, metavar="NAME[:WEIGHT],...",
-                       help="layers to excite and their weights, e.g. mixed2:1,mixed5:0.5 or mixed3,mixed4")
+    knobs.add_argument("--model", metavar="NAME|FILE",
+                       help=f"the network: {', '.join(BUILT_IN_MODELS)} (default {DEFAULT_MODEL}), the name of a "
+                            "model file in the daemon's models folder (see `deepdream info`), or, in-process, a Keras "
+                            "model file (.keras, .h5) with a NAME.json beside it saying its preprocessing")
+    knobs.add_argument("--layers", type=layers_option, metavar="NAME[CHANNELS][:WEIGHT],...",
+                       help="layers to excite and their weights, e.g. mixed2:1,mixed5:0.5 or mixed3,mixed4; a term "
+                            f"may name some of its layer's channels, e.g. {EXAMPLE} (channels count from 0; "
+                            "`deepdream info` lists each layer's channel count)")
+    knobs.add_argument("--normalize", choices=NORMALIZATIONS,
+                       help="how each step's gradient is normalized: std, as a whole (default), or laplacian, each "
+                            "band of its Laplacian pyramid on its own (larger, smoother forms)")
     knobs.add_argument("--octaves", type=int, metavar="N", help="number of scales, the last at full size")
     knobs.add_argument("--octave-scale", type=float, metavar="F", help="size ratio between octaves")
     knobs.add_argument("--steps", type=int, metavar="N", help="gradient ascent steps per octave")
@@ -184,8 +198,23 @@ def layers_option(text):
 
 def requested_params(args):
     """The dream parameters given on the command line; the rest is left to the engine's defaults."""
-    params = {name: getattr(args, name) for name in PARAM_OPTIONS + ("layers", "detail")}
+    params = {name: getattr(args, name) for name in PARAM_OPTIONS + ("layers", "detail", "normalize")}
+    model_file = model_file_option(args)
+    params["model"] = model_file.stem if model_file else args.model  # a file's model is named by its stem
     return {name: value for name, value in params.items() if value is not None}
+
+
+def model_file_option(args):
+    """The file --model names (a path or a .keras/.h5 name), else None (a model's name)."""
+    model = args.model
+    if model is None or not (model.endswith(MODEL_FILE_SUFFIXES) or os.sep in model or "/" in model):
+        return None
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise CommandError(f"--model {model}: no such model file")
+    if not model.endswith(MODEL_FILE_SUFFIXES):
+        raise CommandError(f"--model {model}: a model file is a Keras .keras or .h5 file")
+    return path
 
 
 def connect(args):
@@ -231,7 +260,13 @@ def info_command(args):
     if info is None:
         return
     print(f"model:   {info.get('model')} with {info.get('weights')} weights, {computed_by(info)}")
-    print("layers:  " + " ".join(info.get("layers", [])))
+    channels = info.get("layer_channels", {})  # an older daemon does not say
+    print("layers:  " + " ".join(f"{name}({channels[name]})" if name in channels else name
+                                 for name in info.get("layers", [])) + ("  (channel counts)" if channels else ""))
+    if "models" in info:  # an older daemon has InceptionV3 only
+        print(f"models (up to {info.get('max_models')} kept loaded; --model NAME):")
+        for model in info["models"]:
+            print("  " + describe_model(model))
     print("defaults:")
     for name, value in sorted(info.get("defaults", {}).items()):
         print(f"  {name} = {json.dumps(value)}")
@@ -243,12 +278,23 @@ def info_command(args):
             print(f"  {name} = {value:,}" if isinstance(value, int) else f"  {name} = {value}")
 
 
+def describe_model(model):
+    """One line of `deepdream info`'s models: name, state, memory, preprocessing, default and other layers."""
+    memory = f"{model['memory_mib']:.0f} MiB" if model.get("memory_mib") is not None else "size unknown until loaded"
+    layers = model.get("layers") or {}
+    known = [name if channels is None else f"{name}({channels})" for name, channels in layers.items()]
+    return (f"{model.get('name')}: {'loaded' if model.get('loaded') else 'not loaded'}, {memory}, "
+            f"input {model.get('preprocess') or '?'}, default layers "
+            f"{','.join(model.get('default_layers') or {}) or '?'}; layers {' '.join(known) or 'known once loaded'}")
+
+
 def dream_command(args):
     check_output(args.output)  # a path that cannot be written fails now, not after the dream
     preview = preview_request(args)
     started = time.monotonic()
     with contextlib.nullcontext() if args.in_process else connect(args) as client:
         image = read_image(args.input)
+        guide = read_image(args.guide) if args.guide else None
         params = requested_params(args)
         bar = ProgressBar(enabled=not args.quiet)
         progress = showing_previews(bar, args.preview)
@@ -257,9 +303,9 @@ def dream_command(args):
             if pong is None:
                 reason = "" if client is None else f"no daemon at {client.endpoint}; "
                 say(f"{reason}dreaming in-process (loads the model, slower)")
-                dreamed, record = dream_in_process(image, params, args, progress, preview)
+                dreamed, record = dream_in_process(image, params, args, progress, preview, guide)
             else:
-                dreamed, record = dream_on_daemon(client, pong, image, params, args, progress, preview)
+                dreamed, record = dream_on_daemon(client, pong, image, params, args, progress, preview, guide)
         finally:
             bar.finish()  # whatever comes next starts on a line of its own
     for note in write_image(args.output, dreamed, record):
@@ -327,28 +373,35 @@ def find_daemon(client):
 
 
 def note_in_process_options(args, pong):
+    """Say which options the daemon does not take; refuse a model file, which it must have in its own folder."""
+    model_file = model_file_option(args)
+    if model_file is not None:
+        raise CommandError(f"--model {args.model}: the daemon loads model files from its own models folder "
+                           f"only (its models_dir setting, by default {data_dir('models')} of the user it runs "
+                           f"as): put {model_file.name} there with its {model_file.stem}.json and pass --model "
+                           f"{model_file.stem}, or use --in-process")
     if args.weights != "imagenet" or args.precision != "auto" or args.backend != DEFAULT_BACKEND:
         say(f"note: --weights, --precision and --backend apply in-process only; the daemon uses "
             f"{pong.get('weights')} weights, {computed_by(pong)} (or pass --in-process)")
 
 
-def dream_on_daemon(client, pong, image, params, args, progress, preview):
+def dream_on_daemon(client, pong, image, params, args, progress, preview, guide=None):
     note_in_process_options(args, pong)
     defaults = client.info().get("defaults", {})
     dreamed, result = client.dream_array(image, params, return_result=True, progress=progress, preview=preview,
-                                         timeout=args.timeout)  # Ctrl-C cancels it on the daemon
+                                         timeout=args.timeout, guide=guide)  # Ctrl-C cancels it on the daemon
     used = {name: value for name, value in result.stats.items() if name in defaults}  # e.g. a smaller tile after OOM
     return dreamed, describe({**defaults, **params, **used}, {**pong, **result.stats}, f"daemon at {client.endpoint}")
 
 
-def dream_in_process(image, params, args, progress, preview):
+def dream_in_process(image, params, args, progress, preview, guide=None):
     from dream_engine import DreamError
 
     engine, dream_params = in_process_engine(args, params)
     if preview is not None:
         progress = previews.in_process(progress, preview)
     try:
-        dreamed = engine.dream(image, dream_params, progress=progress)
+        dreamed = engine.dream(image, dream_params, progress=progress, guide=guide)
     except DreamError as error:
         raise CommandError(str(error)) from None
     return dreamed, describe(dream_params.to_dict(), engine_about(engine), "in-process")
@@ -368,7 +421,11 @@ def in_process_engine(args, params):
 
     try:
         dream_params = DreamParams.from_dict(params)  # a bad parameter is told before the model loads
-        return DreamEngine(weights=args.weights, precision=args.precision), dream_params
+        model_file = model_file_option(args)
+        models_dir = model_file.parent if model_file else data_dir("models")  # the daemon's default folder
+        engine = DreamEngine(model=dream_params.model, weights=args.weights, precision=args.precision,
+                             models_dir=models_dir)
+        return engine, engine.resolved(dream_params)  # a network's own default layers
     except DreamError as error:
         raise CommandError(str(error)) from None
 

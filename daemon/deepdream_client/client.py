@@ -276,7 +276,7 @@ class DreamClient:
     # -- dreams: sent once, answered with progress and one final reply ----------------------------
 
     def dream(self, pixels, width, height, channels, dtype="uint8", params=None, progress=None,
-              timeout=None, cancel_check=None, request_id=None, preview=None):
+              timeout=None, cancel_check=None, request_id=None, preview=None, guide=None):
         """Dream a raw image: `pixels` are row-major, interleaved, little-endian
         samples (`dtype` uint8, uint16 or float32 in [0, 1]). Returns a
         DreamResult with pixels of the same layout.
@@ -292,14 +292,19 @@ class DreamClient:
         returns true the dream is cancelled on the daemon and DaemonError
         CANCELLED is raised. Ctrl-C (KeyboardInterrupt) cancels it too, then
         propagates as DreamInterrupted. `timeout`: see DreamClient; a dream
-        the daemon says nothing about for that long is lost (DaemonUnavailable)."""
+        the daemon says nothing about for that long is lost (DaemonUnavailable).
+        `guide`: None, a numpy array (sent raw), an image file's bytes (sent
+        encoded) or, without numpy (GIMP's Python), a tuple (pixels, width,
+        height, channels, dtype) of raw samples laid out as for `pixels`: the
+        dream grows the features the guide has (docs/protocol.md, "Guide")."""
         image = _raw_description(pixels, width, height, channels, dtype)
-        return self._dream(image, pixels, params, progress, timeout, cancel_check, request_id, preview)
+        return self._dream(image, pixels, params, progress, timeout, cancel_check, request_id, preview, guide)
 
     def dream_encoded(self, data, params=None, progress=None, timeout=None, cancel_check=None, request_id=None,
-                      preview=None):
+                      preview=None, guide=None):
         """Dream an encoded image (PNG, JPEG, WebP, TIFF bytes); the result's pixels are PNG bytes."""
-        return self._dream({"format": ENCODED}, data, params, progress, timeout, cancel_check, request_id, preview)
+        return self._dream({"format": ENCODED}, data, params, progress, timeout, cancel_check, request_id, preview,
+                           guide)
 
     def dream_array(self, array, params=None, return_result=False, **options):
         """Dream a numpy array (H x W or H x W x C; uint8, uint16 or float32 in
@@ -315,13 +320,13 @@ class DreamClient:
         dreamed = numpy.frombuffer(result.pixels, dtype=array.dtype).reshape(original_shape).copy()
         return (dreamed, result) if return_result else dreamed
 
-    def _dream(self, image, payload, params, progress, timeout, cancel_check, request_id, preview):
+    def _dream(self, image, payload, params, progress, timeout, cancel_check, request_id, preview, guide=None):
         silence = self.timeout if timeout is None else timeout
         request_id = request_id or new_request_id()
-        asked = {} if preview is None else {"preview": preview}  # the daemon checks it (BAD_REQUEST)
+        asked, guide_payload = _options(preview, guide)
         header = protocol.request("dream", request_id, params=params or {}, image=image, progress=True, **asked)
         with self._socket() as socket:
-            if not self._send(socket, header, payload, silence):
+            if not self._send(socket, header, payload, silence, guide_payload):
                 raise self._unavailable(f"could not send the dream within {self._seconds(timeout)}")
             try:
                 return _dream_result(*self._await_dream(socket, request_id, progress, silence, cancel_check))
@@ -361,7 +366,7 @@ class DreamClient:
     # -- zooms: a dream of many frames, each sent as soon as it is done --------------------------
 
     def zoom_frames(self, pixels, width, height, channels, dtype="uint8", zoom=None, params=None, progress=None,
-                    timeout=None, cancel_check=None, request_id=None, preview=None):
+                    timeout=None, cancel_check=None, request_id=None, preview=None, guide=None):
         """The infinite zoom of a raw image (laid out as for dream()): yields a
         ZoomFrame as each frame arrives, in order; the generator's return value
         (StopIteration.value) is the ZoomResult. `zoom`: the request's zoom map,
@@ -370,9 +375,9 @@ class DreamClient:
         `frames` too. Frames already yielded are the caller's whatever happens
         next: a cancel (cancel_check, Ctrl-C) or a lost daemon raises as for
         dream(), and a caller that stops iterating early (break, its own error)
-        cancels the zoom on the daemon."""
+        cancels the zoom on the daemon. `guide`: as for dream(), for every frame."""
         image = _raw_description(pixels, width, height, channels, dtype)
-        return self._zoom(image, pixels, zoom, params, progress, timeout, cancel_check, request_id, preview)
+        return self._zoom(image, pixels, zoom, params, progress, timeout, cancel_check, request_id, preview, guide)
 
     def zoom(self, pixels, width, height, channels, dtype="uint8", on_frame=None, **options):
         """zoom_frames() run to the end: `on_frame(frame)` gets each ZoomFrame as it
@@ -386,14 +391,14 @@ class DreamClient:
         height, width, channels = array.shape
         return self.zoom(array, width, height, channels, array.dtype.name, on_frame=on_frame, **options)
 
-    def _zoom(self, image, payload, zoom, params, progress, timeout, cancel_check, request_id, preview):
+    def _zoom(self, image, payload, zoom, params, progress, timeout, cancel_check, request_id, preview, guide=None):
         silence = self.timeout if timeout is None else timeout
         request_id = request_id or new_request_id()
-        asked = {} if preview is None else {"preview": preview}
+        asked, guide_payload = _options(preview, guide)
         header = protocol.request("zoom", request_id, params=params or {}, image=image, zoom=zoom or {},
                                   progress=True, **asked)
         with self._socket() as socket:
-            if not self._send(socket, header, payload, silence):
+            if not self._send(socket, header, payload, silence, guide_payload):
                 raise self._unavailable(f"could not send the zoom within {self._seconds(timeout)}")
             while True:
                 try:
@@ -457,11 +462,11 @@ class DreamClient:
         return socket
 
     @staticmethod
-    def _send(socket, header, payload, timeout):
-        """Send [empty delimiter, header, payload?]; False if it cannot leave in time."""
+    def _send(socket, header, payload, timeout, guide_payload=None):
+        """Send [empty delimiter, header, payload?, guide's payload?]; False if it cannot leave in time."""
         if not socket.poll(_ms(timeout), zmq.POLLOUT):
             return False
-        frames = [b"", protocol.pack(header)] + ([payload] if payload is not None else [])
+        frames = [b"", protocol.pack(header)] + [frame for frame in (payload, guide_payload) if frame is not None]
         socket.send_multipart(frames, flags=zmq.NOBLOCK)
         return True
 
@@ -589,6 +594,28 @@ def _raw_description(pixels, width, height, channels, dtype):
     if size != expected:
         raise ValueError(f"{width}x{height}x{channels} {dtype} pixels take {expected} bytes, got {size}")
     return image
+
+
+def _options(preview, guide):
+    """A dream's or zoom's optional header keys (`preview`, `guide`) and the guide's payload (None without one)."""
+    asked = {} if preview is None else {"preview": preview}  # the daemon checks it (BAD_REQUEST)
+    if guide is None:
+        return asked, None
+    asked["guide"], guide_payload = _guide_frame(guide)
+    return asked, guide_payload
+
+
+def _guide_frame(guide):
+    """(`guide` description, payload) of a guide given as a numpy array (raw), an image file's bytes (encoded)
+    or a tuple (pixels, width, height, channels, dtype) of raw samples."""
+    if isinstance(guide, (bytes, bytearray, memoryview)):
+        return {"format": ENCODED}, guide
+    if isinstance(guide, tuple):
+        pixels, width, height, channels, dtype = guide
+        return _raw_description(pixels, width, height, channels, dtype), pixels
+    array = _as_raw(guide)
+    height, width, channels = array.shape
+    return _raw_description(array, width, height, channels, array.dtype.name), array
 
 
 def _as_raw(array):

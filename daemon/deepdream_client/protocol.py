@@ -106,18 +106,19 @@ def raw_image(width, height, channels, dtype):
     return {"format": RAW, "dtype": dtype, "width": width, "height": height, "channels": channels}
 
 
-def raw_payload_size(image):
-    """Bytes a raw payload must have, from its `image` description; the
-    description is checked first, so nothing is decoded on a lie."""
+def raw_payload_size(image, name="image"):
+    """Bytes a raw payload must have, from its `image` description (`name`: the
+    header key it came under, "image" or "guide"); the description is checked
+    first, so nothing is decoded on a lie."""
     if not isinstance(image, dict):
-        raise ProtocolError(BAD_REQUEST, "`image` must be a map describing the payload")
+        raise ProtocolError(BAD_REQUEST, f"`{name}` must be a map describing the payload")
     for key in ("width", "height", "channels"):
-        if field(image, key, int, f"image.{key}") < 1:
-            raise ProtocolError(BAD_REQUEST, f"`image.{key}` must be a positive whole number, got {image[key]}")
+        if field(image, key, int, f"{name}.{key}") < 1:
+            raise ProtocolError(BAD_REQUEST, f"`{name}.{key}` must be a positive whole number, got {image[key]}")
     if image["channels"] > 4:
-        raise ProtocolError(BAD_REQUEST, f"`image.channels` must be 1..4, got {image['channels']}")
-    dtype = field(image, "dtype", str, "image.dtype")
+        raise ProtocolError(BAD_REQUEST, f"`{name}.channels` must be 1..4, got {image['channels']}")
+    dtype = field(image, "dtype", str, f"{name}.dtype")
     if dtype not in DTYPE_SIZES:
-        raise ProtocolError(BAD_REQUEST, f"`image.dtype` must be one of {', '.join(DTYPE_SIZES)}, "
+        raise ProtocolError(BAD_REQUEST, f"`{name}.dtype` must be one of {', '.join(DTYPE_SIZES)}, "
                                            f"got {shown(dtype)}")
     return image["width"] * image["height"] * image["channels"] * DTYPE_SIZES[dtype]

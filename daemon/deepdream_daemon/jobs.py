@@ -18,6 +18,8 @@ class Job:
     size: str  # for log lines, e.g. "120x100 raw uint8x3"
     preview: dict = None  # {"interval": s, "max_side": px} when the client asked for previews (checked)
     zoom: dict = None  # a zoom's `zoom` map (checked, every key set); None for a dream
+    guide: dict = None  # the request's `guide` (checked like `image`); None without one
+    guide_payload: object = None  # the guide's frame buffer; the worker replaces it with the decoded array
     received: float = field(default_factory=time.monotonic)
     stop_reason: str = ""  # "", or the error code the dream ends with: CANCELLED / SHUTTING_DOWN
     last_progress: dict = None  # the newest progress event sent, repeated as a liveness probe

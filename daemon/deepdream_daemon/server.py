@@ -21,15 +21,15 @@ from .jobs import Job, QueueFull
 from deepdream_client import previews
 from deepdream_client.protocol import (MAX_HEADER_BYTES, VERSION, ProtocolError, checked_options, error, field, pack,
                                        shown, stopped, unpack)
-from deepdream_client.vocabulary import (BAD_REQUEST, CANCEL, CHANNELS, DREAM, DTYPE_SIZES, INFO, INTERNAL,
-                                         INVALID_PARAMS, MIN_SIDE, NOT_READY, PING, QUEUE_FULL, SHUTTING_DOWN,
+from deepdream_client.vocabulary import (BAD_REQUEST, CANCEL, CHANNELS, DEFAULT_MODEL, DREAM, DTYPE_SIZES, INFO,
+                                         INTERNAL, INVALID_PARAMS, MIN_SIDE, NOT_READY, PING, QUEUE_FULL, SHUTTING_DOWN,
                                          UNKNOWN_OP, UNSUPPORTED_VERSION, ZOOM, ZOOM_OPTIONS)
 
 log = logging.getLogger("deepdream.daemon")
 
 HEARTBEAT_S = 1.0
 POLL_MS = 250  # also how soon a SIGTERM is noticed
-KEPT_FRAMES = 5  # identity, delimiter, header, payload, and one more to know there were too many
+KEPT_FRAMES = 6  # identity, delimiter, header, payload, guide, and one more to know there were too many
 SHUTDOWN_GRACE_S = 30.0  # how long a running dream gets to reach its next step after SIGTERM
 
 
@@ -99,10 +99,10 @@ class Server:
                 raise ProtocolError(BAD_REQUEST, "the message has no header frame")
             header = unpack(body[0].bytes)
             request_id = field(header, "id", str, default=None)  # first: every later error can name it
-            if len(body) > 2:
+            if len(body) > 3 or (len(body) == 3 and "guide" not in header):
                 parts = count - len(envelope)
-                raise ProtocolError(BAD_REQUEST, f"the message has {parts} frames after the envelope; "
-                                                   f"a request is a header frame and at most one payload frame")
+                raise ProtocolError(BAD_REQUEST, f"the message has {parts} frames after the envelope; a request is "
+                                                   f"a header frame and at most one payload frame (two with `guide`)")
             version = header.get("v")
             if type(version) is not int or version != VERSION:  # exact: true and 1.0 are not version 1
                 said = shown(version) if "v" in header else "missing"
@@ -112,7 +112,7 @@ class Server:
             op = self._ops.get(name)
             if op is None:
                 raise ProtocolError(UNKNOWN_OP, f"unknown op {shown(name)}; the ops are {', '.join(self._ops)}")
-            payload = body[1] if len(body) == 2 else None
+            payload = body[1] if len(body) >= 2 else None
             if payload is not None and name not in (DREAM, ZOOM):
                 raise ProtocolError(BAD_REQUEST, f"`{name}` takes no payload frame")
             if name == DREAM and header.get("progress") is True and _socket_type(frames[0]) == "REQ":
@@ -124,7 +124,7 @@ class Server:
             if name == ZOOM and _socket_type(frames[0]) == "REQ":
                 raise ProtocolError(BAD_REQUEST, "a zoom answers with a message per frame and a REQ socket takes "
                                                  "exactly one reply; use a DEALER socket")
-            reply = op(envelope, request_id, header, payload)
+            reply = op(envelope, request_id, header, payload, *body[2:])  # a guide's frame: dream and zoom only
         except ProtocolError as failure:
             log.info("request %s from %s refused: %s %s", shown(request_id), _peer(envelope), failure.code,
                      failure.message)
@@ -148,7 +148,10 @@ class Server:
         limits = {"max_pixels": self.settings.max_pixels, "max_message_bytes": self.settings.max_message_bytes,
                   "max_header_bytes": MAX_HEADER_BYTES, "queue_length": self.settings.queue_length,
                   "min_side": MIN_SIDE, "dtypes": list(DTYPE_SIZES), "channels": list(CHANNELS)}
-        return {"type": "info", "id": request_id, "layers": list(self.worker.engine.layers),
+        default_model = self.worker.catalog[DEFAULT_MODEL]  # described when it was loaded, before "ready"
+        return {"type": "info", "id": request_id, "layers": list(default_model["layers"]),
+                "layer_channels": dict(default_model["layers"]),
+                "models": self.worker.models(), "max_models": self.settings.max_models,
                 "defaults": self.worker.defaults, "limits": limits, "memory": self.worker.engine.status(),
                 **self.worker.describe(),
                 "version": self.version, "protocol": VERSION}
@@ -160,12 +163,12 @@ class Server:
             raise ProtocolError(NOT_READY, "the model is still loading; try again in a few seconds "
                                              "(ping says state=ready when it is done)")
 
-    def _zoom(self, envelope, request_id, header, payload):
+    def _zoom(self, envelope, request_id, header, payload, guide_payload=None):
         """A dream of many frames (docs/protocol.md, "zoom"): its `zoom` map checked, then queued as a dream."""
         zoom = checked_options(header.get("zoom", {}), "zoom", ZOOM_OPTIONS)
-        return self._dream(envelope, request_id, header, payload, zoom=zoom)
+        return self._dream(envelope, request_id, header, payload, guide_payload, zoom=zoom)
 
-    def _dream(self, envelope, request_id, header, payload, zoom=None):
+    def _dream(self, envelope, request_id, header, payload, guide_payload=None, zoom=None):
         if self._shutdown_deadline is not None:
             raise ProtocolError(SHUTTING_DOWN, "the daemon is shutting down; send the dream again once it is back")
         if self.worker.state == "error":
@@ -181,6 +184,12 @@ class Server:
             self.worker.validate(params)  # early answer; while loading the worker checks them when the job starts
         description = header.get("image")
         size = payloads.inspect(description, len(payload) if payload is not None else 0, self.settings.max_pixels)
+        guide = header.get("guide")
+        if guide is not None:  # the second image: described like `image`, its bytes in the third frame
+            if guide_payload is None:
+                raise ProtocolError(BAD_REQUEST, "`guide` describes a second image: its bytes go in a third frame, "
+                                                 "after the image's")
+            payloads.inspect(guide, len(guide_payload), self.settings.max_pixels, name="guide")
         key = (envelope[0], request_id)
         if key in self.active:
             # Answered under the same id as the dream that goes on: `duplicate_id` tells a
@@ -191,7 +200,7 @@ class Server:
             return {**error(request_id, BAD_REQUEST, message), "duplicate_id": True}
         label = f"{size[0]}x{size[1]}" if size else f"{len(payload)}-byte file"
         job = Job(request_id, envelope, description, payload.buffer, params, wants_progress, label, preview=preview,
-                  zoom=zoom)
+                  zoom=zoom, guide=guide, guide_payload=guide_payload.buffer if guide is not None else None)
         try:
             self.jobs.put(job)
         except QueueFull:

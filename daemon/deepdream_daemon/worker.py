@@ -5,11 +5,14 @@ warms it with a tiny dream so the first real one does not pay for compiling,
 then runs queued jobs one at a time. What it has to say (progress, results)
 goes through an Outbox to the I/O thread, which owns the socket."""
 
+import gc
 import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import replace
+from pathlib import Path
 from functools import partial
 
 import zmq
@@ -17,8 +20,10 @@ import zmq
 from . import payloads
 from .notify import notify, status
 from deepdream_client.previews import Previews
+from deepdream_client.layer_spec import split_target
 from deepdream_client.protocol import ProtocolError, error, shown, stopped
-from deepdream_client.vocabulary import INTERNAL, NOT_READY, OUT_OF_MEMORY, PARAMS, UNKNOWN_LAYER
+from deepdream_client.vocabulary import (BUILT_IN_MODELS, DEFAULT_MODEL, INTERNAL, INVALID_PARAMS, NOT_READY,
+                                         OUT_OF_MEMORY, PARAMS, UNKNOWN_LAYER)
 
 log = logging.getLogger("deepdream.daemon")
 
@@ -73,16 +78,20 @@ class Worker(threading.Thread):
         self.state = "loading"  # -> "ready" or "error"; read by the I/O thread
         self.error = ""
         self.current = None  # the running Job
-        self.engine = None
+        self.engine = None  # the engine of the model used last (the default one until a request names another)
+        self.engines = OrderedDict()  # model name -> DreamEngine, least recently used first (this thread only)
+        self.loaded = ()  # the names in self.engines, for the I/O thread (a tuple: replaced, never changed)
+        self.catalog = {}  # model name -> what info says of it once loaded (replaced whole, never changed)
+        self._compile_mark = (None, 0.0)  # the job's engine and its compile_seconds before the job
         self.defaults = {}
         self._params_type = None
 
     # -- read by the I/O thread (plain attribute reads; safe under the GIL) --------------------------
 
-    def describe(self):
-        """What ping reports about the model."""
+    def describe(self, model=DEFAULT_MODEL):
+        """What ping reports about the model (the default one; a result's stats name its own)."""
         engine = self.engine
-        return {"model": "inception_v3", "weights": engine.weights if engine else self.settings.weights,
+        return {"model": model, "weights": engine.weights if engine else self.settings.weights,
                 "backend": engine.backend if engine else self.settings.backend,
                 "device": engine.device if engine else self.settings.device,
                 "precision": engine.precision if engine else self.settings.precision}
@@ -95,11 +104,38 @@ class Worker(threading.Thread):
             checked = self._params_type.from_dict(params)
         except DreamError as failure:
             raise ProtocolError(failure.code, f"bad params: {failure}") from None
-        unknown = [name for name in checked.layers if name not in self.engine.layers]
-        if unknown:
-            raise ProtocolError(UNKNOWN_LAYER, f"unknown layer {shown(unknown[0])}; this model has "
-                                                 f"{', '.join(self.engine.layers)}")
+        available = self.available_models()
+        if checked.model not in available:
+            raise ProtocolError(INVALID_PARAMS, f"bad params: model: unknown model {shown(checked.model)}; this "
+                                                f"daemon has {', '.join(available)}")
+        # A model not loaded yet has its layers checked by its engine, once loaded.
+        layers = self.catalog.get(checked.model, {}).get("layers", {})
+        unknown = [key for key in checked.layers or () if split_target(key)[0] not in layers]
+        if layers and unknown:
+            raise ProtocolError(UNKNOWN_LAYER, f"unknown layer {shown(unknown[0])}; {checked.model} has "
+                                                 f"{', '.join(layers)}")
         return checked
+
+    def available_models(self):
+        """The models a request may name: the built-ins, then the model files in the models folder
+        (a file named like a built-in is not one of them: the built-in wins)."""
+        from dream_engine.model_files import find_model_files
+
+        return list(BUILT_IN_MODELS) + sorted(set(find_model_files(self.settings.models_dir)) - set(BUILT_IN_MODELS))
+
+    def models(self):
+        """info's "models": each available model, whether it is loaded, and what is known of it
+        (its layers, their channels and its memory once it has been loaded)."""
+        from dream_engine.networks import BUILT_IN
+
+        described = []
+        for name in self.available_models():
+            spec = BUILT_IN.get(name)
+            unseen = {"memory_mib": None, "layers": {layer: None for layer in spec.layers} if spec else {},
+                      "default_layers": dict(spec.default_layers) if spec else {},
+                      "preprocess": spec.preprocess if spec else None}
+            described.append({"name": name, "loaded": name in self.loaded, **self.catalog.get(name, unseen)})
+        return described
 
     # -- the thread ---------------------------------------------------------------------------------
 
@@ -142,29 +178,73 @@ class Worker(threading.Thread):
             raise RuntimeError(f"--device gpu was asked for, but {self.settings.backend} sees no GPU "
                                "(check the CUDA driver and that the backend's CUDA build is installed, "
                                "or use --device auto)")
-        engine = DreamEngine(weights=self.settings.weights, precision=self.settings.precision,
-                             max_pixels=self.settings.max_pixels, memory_budget_mib=self.settings.memory_budget,
-                             compiled_layer_sets=self.settings.compiled_layer_sets)
+        try:
+            Path(self.settings.models_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as failure:
+            log.warning("the models folder %s could not be created: %s", self.settings.models_dir, failure)
+        self._engine_class = DreamEngine
+        engine = self._engine_for(DEFAULT_MODEL)
         self._params_type = DreamParams
         self.defaults = DreamParams().to_dict()
         status("compiling the dream step")
         engine.warm_up()  # the default layers' step, compiled before the first client waits for it
-        self.engine = engine
         self.state = "ready"
         log.info("ready: %s weights, %s backend on %s at %s, in %.1f s", engine.weights, engine.backend,
                  engine.device, engine.precision, time.monotonic() - started)
         notify("READY=1", "STATUS=ready, idle")
 
+    def _engine_for(self, model):
+        """The engine that dreams with `model`, loaded on first use and kept warm with the
+        settings' max_models most recently used ones (each holds its network and compiled steps)."""
+        engine = self.engines.get(model)
+        if engine is None:
+            status(f"loading the model {model}")
+            started = time.monotonic()
+            # A weights file is the default network's; the other built-ins take ImageNet's then.
+            weights = self.settings.weights
+            if model != DEFAULT_MODEL and weights not in ("imagenet", "random"):
+                weights = "imagenet"
+            engine = self._engine_class(
+                model=model, weights=weights, precision=self.settings.precision, max_pixels=self.settings.max_pixels,
+                memory_budget_mib=self.settings.memory_budget, compiled_layer_sets=self.settings.compiled_layer_sets,
+                models_dir=self.settings.models_dir)
+            self.engines[model] = engine
+            while len(self.engines) > self.settings.max_models:
+                evicted, _ = self.engines.popitem(last=False)
+                log.info("model %s unloaded (max_models is %d)", evicted, self.settings.max_models)
+            gc.collect()  # an evicted network's compiled steps sit in reference cycles
+            self.catalog = {**self.catalog, model: {
+                "memory_mib": round(engine.network.memory_mib, 1), "layers": dict(engine.layer_channels),
+                "default_layers": dict(engine.default_layers), "preprocess": engine.network.preprocess}}
+            log.info("model %s loaded in %.1f s (%.0f MiB of parameters)", model, time.monotonic() - started,
+                     engine.network.memory_mib)
+        self.engines.move_to_end(model)
+        self.loaded = tuple(self.engines)
+        self.engine = engine
+        return engine
+
+    def _job_engine(self, model):
+        """_engine_for for a request: a model that cannot be loaded is the request's INVALID_PARAMS."""
+        from dream_engine.errors import WeightsUnavailable
+
+        try:
+            engine = self._engine_for(model)
+        except WeightsUnavailable as failure:
+            raise ProtocolError(INVALID_PARAMS, f"bad params: model: {model} could not be loaded: {failure}") from None
+        self._compile_mark = (engine, engine.compile_seconds)
+        return engine
+
     def _run(self, job):
         self.current = job
         status(f"dreaming {job.size} ({len(self.jobs)} waiting)")
-        started, compiled_before = time.monotonic(), self.engine.compile_seconds
+        started, self._compile_mark = time.monotonic(), (None, 0.0)
         header, payload = self._answer(job)
         seconds = time.monotonic() - started
         if header["type"] == "result":
             # The first dream with a layer set also pays for compiling it: said apart, as part of seconds.
             header["stats"]["seconds"] = round(seconds, 3)
-            header["stats"]["compile_seconds"] = round(self.engine.compile_seconds - compiled_before, 3)
+            engine, compiled_before = self._compile_mark
+            header["stats"]["compile_seconds"] = round(engine.compile_seconds - compiled_before, 3)
             outcome = "done"
         else:
             outcome = f"{header['code']} ({job.stop_reason})" if job.stop_reason else header["code"]
@@ -182,7 +262,10 @@ class Worker(threading.Thread):
             if job.stop_reason:
                 raise DreamCancelled("stopped before it started")
             params = self.validate(job.params)
+            params = self._job_engine(params.model).resolved(params)  # a network's own default layers
             image = payloads.decode(job.description, job.payload, self.settings.max_pixels)
+            if job.guide is not None:
+                job.guide_payload = payloads.decode(job.guide, job.guide_payload, self.settings.max_pixels, "guide")
             job.size = f"{image.shape[1]}x{image.shape[0]}x{image.shape[2]} {image.dtype}"
             if job.zoom is None:
                 dreamed, params = self._dream(job, image, params)
@@ -203,7 +286,7 @@ class Worker(threading.Thread):
         except Exception:  # noqa: BLE001  a bug must cost one request, not the daemon
             log.exception("job %s failed", shown(job.request_id))
             return error(job.request_id, INTERNAL, _INTERNAL_MESSAGE), None
-        stats = {**params.to_dict(), **self.describe(), **({} if job.zoom is None else {"zoom": job.zoom})}
+        stats = {**params.to_dict(), **self.describe(params.model), **({} if job.zoom is None else {"zoom": job.zoom})}
         return {"type": "result", "id": job.request_id, **done, "stats": stats}, payload
 
     def _zoom(self, job, image, params):
@@ -240,7 +323,7 @@ class Worker(threading.Thread):
         while True:
             try:
                 return self.engine.dream(image, params, progress=progress if job.wants_progress else None,
-                                         should_stop=lambda: bool(job.stop_reason)), params
+                                         should_stop=lambda: bool(job.stop_reason), guide=job.guide_payload), params
             except OutOfMemory as failure:
                 # Automatic tiles (tile_size 0) report the side they ran out at; half of it is then asked for.
                 tried = failure.tile_size or params.tile_size or max(image.shape[:2])
