@@ -87,7 +87,10 @@ class RunsOutOfMemory:
         self.fits = fits
         self.tiles = []
 
-    def dream(self, image, params, progress=None, should_stop=None):
+    def resolved(self, params):
+        return params
+
+    def dream(self, image, params, progress=None, should_stop=None, guide=None):
         from dream_engine import OutOfMemory
 
         self.tiles.append(params.tile_size)
@@ -105,6 +108,7 @@ class StandInWorker(Worker):
         from dream_engine import DreamParams
 
         self.engine, self._params_type, self.state = self.stand_in, DreamParams, "ready"
+        self.engines["inception_v3"] = self.stand_in  # loaded already: requests for the default model get it
 
 
 def run_jobs(engine, count, params=None):
@@ -158,7 +162,7 @@ def test_a_worker_failure_outside_the_dream_is_internal_and_the_worker_goes_on(m
 class RunsOutOfMemoryInOnePiece(RunsOutOfMemory):
     """Automatic tiles (tile_size 0) put the 200x300 image in one 300 px piece, which does not fit."""
 
-    def dream(self, image, params, progress=None, should_stop=None):
+    def dream(self, image, params, progress=None, should_stop=None, guide=None):
         from dream_engine import OutOfMemory
 
         if params.tile_size == 0:
