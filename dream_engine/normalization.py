@@ -11,8 +11,9 @@ once more, so that a step_size means the same with either normalization.
 Written once for two array libraries: `xp` is keras.ops (the whole-image step,
 inside the compiled function, on every Keras backend) or numpy (the tiled
 path, on the blended full-octave gradient, so that no tile border can show).
-Only operations both share are used: pad, slicing, stack, reshape, transpose,
-vdot. Borders are reflected, on both paths alike."""
+Only operations both share are used: slicing, flip, concatenate, stack,
+reshape, transpose, vdot. Borders are reflected, on both paths alike (by
+slicing: PyTorch's reflect padding takes only the last axes of a 3-D tensor)."""
 
 import numpy as np
 
@@ -61,15 +62,20 @@ def _transpose(image, xp):
 
 
 def _halve_rows(image, xp):
-    padded = xp.pad(image, [(2, 2), (0, 0), (0, 0)], mode="reflect")
+    padded = _reflect_rows(image, 2, xp)
     # Tap k of output row i reads input row 2i + k - 2: a stride-2 slice of the padded rows, each as long.
     return sum(weight * padded[tap : tap - 4 or None : 2] for tap, weight in enumerate(_BLUR))
+
+
+def _reflect_rows(image, count, xp):
+    """`image` with `count` rows mirrored above and below, the edge row not repeated (numpy's "reflect")."""
+    return xp.concatenate([xp.flip(image[1 : count + 1], 0), image, xp.flip(image[-count - 1 : -1], 0)], axis=0)
 
 
 def _double_rows(image, length, xp):
     """Rows of `image` expanded to `length` (2 x as many, or 2 x - 1):
     zeros between the rows, blurred with twice the kernel, written as its two phases."""
-    padded = xp.pad(image, [(1, 1), (0, 0), (0, 0)], mode="reflect")
+    padded = _reflect_rows(image, 1, xp)
     previous, current, following = padded[:-2], padded[1:-1], padded[2:]
     even = (previous + 6.0 * current + following) / 8.0
     odd = (current + following) / 2.0
