@@ -198,6 +198,12 @@ class Worker(threading.Thread):
         settings' max_models most recently used ones (each holds its network and compiled steps)."""
         engine = self.engines.get(model)
         if engine is None:
+            # Room first: the least recently used go before the new one loads, not after (peak memory).
+            while self.engines and len(self.engines) >= self.settings.max_models:
+                evicted, _ = self.engines.popitem(last=False)
+                log.info("model %s unloaded (max_models is %d)", evicted, self.settings.max_models)
+            self.loaded = tuple(self.engines)
+            gc.collect()  # an evicted network's compiled steps sit in reference cycles
             status(f"loading the model {model}")
             started = time.monotonic()
             # A weights file is the default network's; the other built-ins take ImageNet's then.
@@ -209,10 +215,6 @@ class Worker(threading.Thread):
                 memory_budget_mib=self.settings.memory_budget, compiled_layer_sets=self.settings.compiled_layer_sets,
                 models_dir=self.settings.models_dir)
             self.engines[model] = engine
-            while len(self.engines) > self.settings.max_models:
-                evicted, _ = self.engines.popitem(last=False)
-                log.info("model %s unloaded (max_models is %d)", evicted, self.settings.max_models)
-            gc.collect()  # an evicted network's compiled steps sit in reference cycles
             self.catalog = {**self.catalog, model: {
                 "memory_mib": round(engine.network.memory_mib, 1), "layers": dict(engine.layer_channels),
                 "default_layers": dict(engine.default_layers), "preprocess": engine.network.preprocess}}
