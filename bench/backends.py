@@ -55,18 +55,11 @@ def largest_difference(a, b):
     return int(np.abs(a.astype(int) - b.astype(int)).max())
 
 
-class _NoTensorFlow:
-    """A meta-path finder that makes `import tensorflow` fail as if it were not installed."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by bench.backends)", name=name)
-        return None
-
-
 def _worker(backend, job, weights, out, without_tensorflow):
     if without_tensorflow:
-        sys.meta_path.insert(0, _NoTensorFlow())
+        # As if not installed: `import tensorflow` raises ModuleNotFoundError and
+        # importlib.util.find_spec says None (PyTorch asks it whether TensorFlow is there).
+        sys.modules["tensorflow"] = None
     from dream_engine import startup
 
     startup.use_backend(backend)
@@ -81,7 +74,7 @@ def _worker(backend, job, weights, out, without_tensorflow):
         dreams = {name: engine.dream(image, DreamParams(**params)) for name, params in AGREEMENT_DREAMS.items()}
         np.savez(out, **dreams)
         return {"backend": engine.backend, "device": engine.device, "precision": engine.precision,
-                "tensorflow_loaded": "tensorflow" in sys.modules}
+                "tensorflow_loaded": sys.modules.get("tensorflow") is not None}
     if job == "steps":
         return {precision: _step_times(DreamEngine(weights=weights, precision=precision), DreamParams)
                 for precision in ("float32", "bfloat16")}
