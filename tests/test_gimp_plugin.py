@@ -17,8 +17,10 @@ import threading
 import time
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
+import zmq
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.gimp  # every test here needs the GIMP 3 test root
 
 PARAMS = {"octaves": 2, "steps": 3, "seed": 7, "jitter": 4, "step_size": 0.02}
 PROPS = "octaves=2, steps=3, seed=7, jitter=4, step_size=0.02"  # the same, as plug-in arguments
+CREATIVE_LAYERS = "mixed3[5,17]:1,mixed4:0.5"  # channel targets, in the dialog's text syntax
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +91,11 @@ image = load('gray.png')
 dream('last-values', image, image.get_layers()[0], "Y' u8", run_mode=Gimp.RunMode.WITH_LAST_VALS)
 image = load('big.png')
 dream('dream-size', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, dream_size=0.1, {PROPS})
+image, guide = load('photo.png'), load('guide.png')  # the guide: a layer of another open image
+dream('creative', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, guide=guide.get_layers()[0],
+      normalize='laplacian', layers='{CREATIVE_LAYERS}', {PROPS})
+image = load('photo.png')
+dream('unknown-model', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, model='alexnet', {PROPS})
 """
 
 
@@ -100,13 +108,18 @@ def batch(gimp, dreamd):
     gimp.host("rgb16.raw").write_bytes(photo16(80, 96).tobytes())
     gimp.host("offsets.raw").write_bytes(photo(80, 90, seed=4).tobytes())
     Image.fromarray(photo(320, 400, seed=6)).save(gimp.host("big.png"))  # 0.128 MP
+    Image.fromarray(guide_photo()).save(gimp.host("guide.png"))
     gimp.write_client_config(None)
     started = time.monotonic()
     results, output = gimp.run_batch(BATCH, DD_ENDPOINT=dreamd.endpoint, DEEPDREAM_ENDPOINT=dreamd.endpoint,
                                      DD_NOBODY=f"tcp://127.0.0.1:{free_port()}")
     print(f"GIMP batch: {time.monotonic() - started:.1f} s")
-    assert len(results) == 12, f"the batch script stopped early:\n{output[-3000:]}"
+    assert len(results) == 14, f"the batch script stopped early:\n{output[-3000:]}"
     return results
+
+
+def guide_photo():
+    return photo(90, 120, seed=9)  # its own size: the daemon fits it to the dream
 
 
 def pixels(gimp, name, height, width, channels, dtype="u1"):
@@ -258,6 +271,123 @@ def test_dream_size_dreams_a_large_layer_smaller_and_scales_the_dream_up(batch, 
     expected = client.dream_array(source, {**PARAMS, "dream_size": 0.1})
     assert np.array_equal(pixels(gimp, "dream-size.new", 320, 400, 3), expected)
     assert not np.array_equal(expected, client.dream_array(source, PARAMS)), "dream size changed nothing"
+
+
+def test_guide_smoothing_and_channels_dream_as_the_client_does(batch, gimp, client):
+    """The Guide chooser (a layer of another image), Smoothing: Laplacian and a channel target in the layers
+    field reach the daemon as the client library sends them: the same dream, pixel for pixel."""
+    new = check_new_layer(batch["creative"])
+    assert "laplacian" in new["name"]
+    source = pixels(gimp, "creative.source-before", 160, 200, 3)
+    creative = {**PARAMS, "normalize": "laplacian", "layers": {"mixed3[5,17]": 1.0, "mixed4": 0.5}}
+    expected = client.dream_array(source, creative, guide=guide_photo())
+    assert np.array_equal(pixels(gimp, "creative.new", 160, 200, 3), expected)
+    assert not np.array_equal(expected, client.dream_array(source, creative)), "the guide changed nothing"
+
+
+def test_unknown_network_is_the_daemons_message(batch, gimp):
+    result = batch["unknown-model"]
+    assert result["status"] == "execution-error"
+    assert "INVALID_PARAMS" in result["message"] and "alexnet" in result["message"], result["message"]
+    check_unchanged(gimp, result, "unknown-model")
+
+
+ZOOM = f"""
+image = load('photo.png')
+zoom('zoom', image, image.get_layers()[0], "R'G'B' u8", endpoint=os.environ['DD_ENDPOINT'], frames=3, scale=1.1,
+     rotate=2.0, frame_delay_ms=80, {PROPS})
+image = load('photo.png')
+zoom('zoom-stopped', image, image.get_layers()[0], "R'G'B' u8", endpoint=os.environ['DD_RELAY'], frames=5,
+     octaves=2, steps=30, seed=7)
+"""
+ZOOM_OPTIONS = {"frames": 3, "scale": 1.1, "rotate": 2.0, "frame_delay_ms": 80}
+
+
+@pytest.fixture(scope="module")
+def zoom_batch(gimp, dreamd):
+    """Two zooms in one GIMP session: one to its end, and one whose daemon is stopped (SIGTERM) as soon
+    as its first frame has gone to the plug-in (a relay between them sees it pass)."""
+    Image.fromarray(photo(160, 200)).save(gimp.host("photo.png"))
+    with start_daemon() as doomed, Relay(doomed.endpoint, lambda: doomed.process.send_signal(signal.SIGTERM)) as relay:
+        results, output = gimp.run_batch(ZOOM, DD_ENDPOINT=dreamd.endpoint, DD_RELAY=relay.endpoint)
+    assert len(results) == 2, f"the batch script stopped early:\n{output[-3000:]}"
+    return results
+
+
+def test_zoom_makes_a_new_image_a_layer_per_frame(zoom_batch, gimp, client):
+    """Filters > DeepDream Zoom... in a script: a new image of the layer's size whose layers, bottom to top,
+    are the start frame and the 3 dreamed ones, named for GIMP's animation playback and GIF export; the
+    frames are the client's own zoom of the same layer."""
+    result = zoom_batch["zoom"]
+    assert result["status"] == "success", result["message"]
+    [image] = result["images"]
+    assert result["returned"] == image["id"]
+    assert (image["width"], image["height"]) == (200, 160)
+    names = [layer["name"] for layer in reversed(image["layers"])]
+    assert names == [f"Frame {i} (80ms)" for i in range(4)]
+    assert all((layer["width"], layer["height"], layer["offsets"]) == (200, 160, [0, 0]) for layer in image["layers"])
+    assert not image["dirty"] and image["undo_enabled"]
+    source = pixels(gimp, "zoom.source-before", 160, 200, 3)
+    assert gimp.read("zoom.Frame 0 (80ms)") == source.tobytes()
+    expected = []
+    client.zoom_array(source, on_frame=lambda frame: expected.append(frame.array()), zoom=ZOOM_OPTIONS, params=PARAMS)
+    for index, frame in enumerate(expected, 1):
+        assert np.array_equal(pixels(gimp, f"zoom.Frame {index} (80ms)", 160, 200, 3), frame), f"frame {index}"
+
+
+def test_a_zoom_whose_daemon_stops_keeps_the_frames_done(zoom_batch, gimp):
+    result = zoom_batch["zoom-stopped"]
+    assert result["status"] == "execution-error"
+    assert "SHUTTING_DOWN" in result["message"], result["message"]
+    assert "The new image keeps the frames done: 0 (the start) to 1." in result["message"]
+    [image] = result["images"]
+    assert [layer["name"] for layer in reversed(image["layers"])] == ["Frame 0 (100ms)", "Frame 1 (100ms)"]
+    frame = pixels(gimp, "zoom-stopped.Frame 1 (100ms)", 160, 200, 3)
+    assert np.abs(frame.astype(int) - pixels(gimp, "zoom-stopped.source-before", 160, 200, 3)).mean() > 1
+
+
+class Relay:
+    """A ZeroMQ relay from a free loopback port to a daemon (a DEALER to the daemon for each client
+    connection, as if the client had connected itself) that calls `on_first_frame()` once, when the
+    first zoom frame passes on to the client."""
+
+    def __init__(self, daemon_endpoint, on_first_frame):
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.daemon_endpoint, self.on_first_frame = daemon_endpoint, on_first_frame
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.context = zmq.Context()
+        self.front = self.context.socket(zmq.ROUTER)
+        self.front.bind(self.endpoint)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.done.set()
+        self.thread.join(10)
+        self.context.destroy(linger=0)
+
+    def _run(self):
+        backs, poller, first_frame = {}, zmq.Poller(), True
+        poller.register(self.front, zmq.POLLIN)
+        while not self.done.is_set():
+            for sock, _ in poller.poll(100):
+                if sock is self.front:
+                    identity, *body = self.front.recv_multipart()
+                    if identity not in backs:
+                        backs[identity] = self.context.socket(zmq.DEALER)
+                        backs[identity].connect(self.daemon_endpoint)
+                        poller.register(backs[identity], zmq.POLLIN)
+                    backs[identity].send_multipart(body)
+                    continue
+                body = sock.recv_multipart()
+                self.front.send_multipart([next(key for key, back in backs.items() if back is sock), *body])
+                header = next((frame for frame in body if frame), b"")
+                if first_frame and msgpack.unpackb(header).get("type") == "frame":
+                    first_frame = False
+                    self.on_first_frame()
 
 
 NO_ZMQ = """

@@ -3,9 +3,11 @@
 #
 # Sends the active layer's pixels (or the selection's neighbourhood) to the
 # deepdream-daemon over ZeroMQ and puts the dream into a new layer above it,
-# in one undo step. Runs in GIMP's own Python: gi, zmq, msgpack and the
-# `deepdream_client` package (protocol + client) that install-plugin.sh copies beside
-# this file. Scripts: pdb procedure "python-fu-deepdream".
+# in one undo step. Filters > DeepDream Zoom... dreams an infinite zoom of the
+# layer into a new image, a layer per frame. Runs in GIMP's own Python: gi, zmq,
+# msgpack and the `deepdream_client` package (protocol + client) that
+# install-plugin.sh copies beside this file. Scripts: pdb procedures
+# "python-fu-deepdream" and "python-fu-deepdream-zoom".
 
 import os
 import sys
@@ -15,12 +17,14 @@ import gi
 gi.require_version('Gimp', '3.0')
 gi.require_version('GimpUi', '3.0')
 gi.require_version('Gegl', '0.4')
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject
+gi.require_version('Gtk', '3.0')
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject, Gtk
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deepdream_client.layer_spec import format_layers, parse_layers  # standard library only, like the vocabulary
-from deepdream_client.vocabulary import (AUTOMATIC_TILES, DEFAULT_ENDPOINT, DEFAULT_LAYERS, FULL_SIZE, GIMP_SEED_MAX,
-                                         MIN_SIDE, PARAMS)
+from deepdream_client.vocabulary import (AUTOMATIC_TILES, BUILT_IN_MODELS, DEFAULT_ENDPOINT, DEFAULT_LAYERS,
+                                         DEFAULT_MODEL, DEFAULT_NORMALIZATION, FULL_SIZE, GIMP_SEED_MAX, MIN_SIDE,
+                                         NORMALIZATIONS, PARAMS, ZOOM_OPTIONS)
 from deepdream_client.vocabulary import PRESETS as NAMED_PRESETS
 try:
     from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError, resolve_endpoint
@@ -30,6 +34,7 @@ except ImportError as error:  # still register, and say what to install when use
     MISSING = error
 
 PROC_NAME = 'python-fu-deepdream'
+ZOOM_PROC_NAME = 'python-fu-deepdream-zoom'
 DREAM_SILENCE = 60.0     # no word about the dream for this long (the daemon sends one a second): it is lost
 CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (less around small ones)
 # The dialog's and scripts' default dream size (megapixels): a larger layer is dreamed at this size and
@@ -67,9 +72,34 @@ def dream_values(config):
               'step_size': values['step-size'], 'jitter': config.get_property('jitter'),
               'tile_size': config.get_property('tile-size'), 'seed': config.get_property('seed'),
               'dream_size': config.get_property('dream-size')}
+    # Sent only when not the default, so that a daemon older than these keys still dreams the rest.
+    model = (config.get_property('model') or '').strip()
+    if model:
+        params['model'] = model
+    if config.get_property('normalize') != DEFAULT_NORMALIZATION:
+        params['normalize'] = config.get_property('normalize')
     summary = (f"{PRESETS[preset][0] if preset != 'custom' else values['layers'].replace(' ', '')}, "
-               f"{values['octaves']}x{values['steps']} steps, seed {params['seed']}")
+               f"{values['octaves']}x{values['steps']} steps, seed {params['seed']}"
+               + ''.join(f", {params[key]}" for key in ('model', 'normalize') if key in params))
     return params, summary
+
+
+def zoom_values(config):
+    """The wire `zoom` map from the zoom procedure's arguments (named as on the wire, '-' for '_')."""
+    return {key: config.get_property(key.replace('_', '-')) for key in ZOOM_KEYS}
+
+
+def guide_pixels(config):
+    """The Guide drawable's pixels as the client sends them raw, (pixels, width, height, channels, dtype),
+    or None when no guide is chosen. Any layer of any open image: read whole, in its own image's precision."""
+    guide = config.get_property('guide')
+    if guide is None:
+        return None
+    if not guide.is_valid():
+        raise ValueError('The guide layer was closed: choose another guide, or none.')
+    fmt, dtype, channels = pixel_format(guide, guide.get_image().get_precision())
+    width, height = guide.get_width(), guide.get_height()
+    return read_pixels(guide, Gegl.Rectangle.new(0, 0, width, height), fmt, dtype), width, height, channels, dtype
 
 
 def pixel_format(drawable, precision):
@@ -147,7 +177,8 @@ def show_waiting(pong):
 
 
 def show_progress(event):
-    Gimp.progress_set_text(f"DeepDream: octave {event.get('octave')}/{event.get('octaves')}, "
+    frame = f"frame {event.get('frame')}/{event.get('frames')}, " if 'frame' in event else ''  # a zoom's
+    Gimp.progress_set_text(f"DeepDream: {frame}octave {event.get('octave')}/{event.get('octaves')}, "
                            f"step {event.get('step')}/{event.get('steps')}")
     Gimp.progress_update(min(1.0, max(0.0, float(event.get('fraction') or 0.0))))
 
@@ -235,20 +266,53 @@ class CanvasPreview:
             Gimp.displays_flush()
 
 
-def deepdream(procedure, run_mode, image, drawables, config, data):
+def start(procedure, run_mode, drawables, config):
+    """(the layer to dream, None), or (None, the return values) when the procedure must not go on: not one
+    layer, no zmq, or the dialog cancelled. Both procedures begin so."""
     if len(drawables) == 1 and isinstance(drawables[0], Gimp.LayerMask):  # a selected mask: dream its layer
         drawables = [Gimp.Layer.from_mask(drawables[0])]
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
-        return failure(procedure, 'DeepDream works on one layer at a time: select a single layer.',
-                       Gimp.PDBStatusType.CALLING_ERROR)
+        return None, failure(procedure, 'DeepDream works on one layer at a time: select a single layer.',
+                             Gimp.PDBStatusType.CALLING_ERROR)
     if MISSING is not None:
-        return failure(procedure, f'DeepDream needs the Python modules zmq and msgpack in the Python that runs '
-                                  f'GIMP\'s plug-ins ({sys.executable}): {MISSING}.\nOn Debian and Ubuntu: '
-                                  f'sudo apt install python3-zmq python3-msgpack; then restart GIMP.')
+        return None, failure(procedure, f'DeepDream needs the Python modules zmq and msgpack in the Python that '
+                                        f'runs GIMP\'s plug-ins ({sys.executable}): {MISSING}.\nOn Debian and '
+                                        f'Ubuntu: sudo apt install python3-zmq python3-msgpack; then restart GIMP.')
     if run_mode == Gimp.RunMode.INTERACTIVE and not run_dialog(procedure, config):
-        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        return None, procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     Gegl.init(None)
-    source = drawables[0]
+    return drawables[0], None
+
+
+def connect(config):
+    """A client of the daemon the endpoint field (else the usual settings) names, once it is ready."""
+    endpoint = resolve_endpoint((config.get_property('endpoint') or '').strip() or None)
+    client = DreamClient(endpoint, timeout=DREAM_SILENCE)
+    try:
+        ensure_daemon(client, on_wait=show_waiting)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def explain(error):
+    """What the user reads about an error of the daemon, its settings or the plug-in itself."""
+    if isinstance(error, DaemonError):
+        return f'The DeepDream daemon could not dream this image ({error.code}):\n{error.message}'
+    if isinstance(error, DaemonUnavailable):
+        return f'Lost the DeepDream daemon: {error}'
+    if isinstance(error, SettingsError):  # before any socket: the endpoint field, $DEEPDREAM_*, client.json
+        return f'DeepDream cannot use this setting: {error}'
+    if isinstance(error, (NotReady, ValueError)):
+        return str(error)
+    return f'DeepDream failed: {type(error).__name__}: {error}'  # a bug: still a message, not a hung progress bar
+
+
+def deepdream(procedure, run_mode, image, drawables, config, data):
+    source, refused = start(procedure, run_mode, drawables, config)
+    if refused is not None:
+        return refused
     preview = None
     try:
         params, summary = dream_values(config)
@@ -265,28 +329,21 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
             if preview is not None:
                 preview.show(event)
 
-        endpoint = resolve_endpoint((config.get_property('endpoint') or '').strip() or None)
+        guide = guide_pixels(config)
         Gimp.progress_init('DeepDream')
-        client = DreamClient(endpoint, timeout=DREAM_SILENCE)
         try:
-            ensure_daemon(client, on_wait=show_waiting)
-            Gimp.progress_set_text('DeepDream: sending the image...')
-            result = client.dream(pixels, w, h, channels, dtype, params, progress=progress,
-                                  preview=PREVIEW if preview is not None else None)
+            client = connect(config)
+            try:
+                Gimp.progress_set_text('DeepDream: sending the image...')
+                result = client.dream(pixels, w, h, channels, dtype, params, progress=progress,
+                                      preview=PREVIEW if preview is not None else None, guide=guide)
+            finally:
+                client.close()
         finally:
-            client.close()
             if preview is not None:
                 preview.remove()
-    except DaemonError as error:
-        return failure(procedure, f'The DeepDream daemon could not dream this image ({error.code}):\n{error.message}')
-    except DaemonUnavailable as error:
-        return failure(procedure, f'Lost the DeepDream daemon: {error}')
-    except SettingsError as error:  # before any socket: the endpoint field, $DEEPDREAM_*, client.json
-        return failure(procedure, f'DeepDream cannot use this setting: {error}')
-    except (NotReady, ValueError) as error:
-        return failure(procedure, str(error))
-    except Exception as error:  # noqa: BLE001  a bug here must still end as a message, not a hung progress bar
-        return failure(procedure, f'DeepDream failed: {type(error).__name__}: {error}')
+    except Exception as error:  # noqa: BLE001  every error ends as a message (explain), the image untouched
+        return failure(procedure, explain(error))
 
     # Only now is the image touched: everything below is one undo step, undone as a whole on failure.
     image.undo_group_start()
@@ -322,9 +379,90 @@ def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     return procedure.new_return_values(status, GLib.Error(message))
 
 
+class FrameImage:
+    """A new image whose layers are a zoom's frames, bottom to top, named as GIMP's animation playback and GIF
+    export read them: "Frame 3 (100ms)". Each frame goes in as it arrives, so whatever ends the zoom (a
+    failure, or GIMP killing the plug-in when the user cancels its progress) leaves the frames done. The image
+    is new: its undo history is off while it is built (nothing to undo to), and it starts clean."""
+
+    def __init__(self, source, fmt, delay_ms, show):
+        precision = source.get_image().get_precision()
+        self.width, self.height = source.get_width(), source.get_height()
+        self.image = Gimp.Image.new_with_precision(self.width, self.height, Gimp.ImageBaseType.RGB if source.is_rgb()
+                                                   else Gimp.ImageBaseType.GRAY, precision)
+        profile = source.get_image().get_color_profile()
+        if profile is not None:
+            self.image.set_color_profile(profile)
+        self.image.undo_disable()
+        self.kind = ({True: Gimp.ImageType.RGBA_IMAGE, False: Gimp.ImageType.RGB_IMAGE} if source.is_rgb() else
+                     {True: Gimp.ImageType.GRAYA_IMAGE, False: Gimp.ImageType.GRAY_IMAGE})[source.has_alpha()]
+        self.fmt, self.delay_ms, self.show, self.display = fmt, delay_ms, show, None
+        self.count = 0
+
+    def add(self, index, pixels, dtype):
+        layer = Gimp.Layer.new(self.image, f'Frame {index} ({self.delay_ms}ms)', self.width, self.height, self.kind,
+                               100.0, Gimp.LayerMode.NORMAL)
+        self.image.insert_layer(layer, None, 0)  # on top: playback goes from the bottom layer up
+        buffer = layer.get_buffer()
+        buffer.set(Gegl.Rectangle.new(0, 0, self.width, self.height), self.fmt, wire_order(pixels, dtype))
+        buffer.flush()
+        layer.update(0, 0, self.width, self.height)
+        self.count += 1
+        if self.show and self.display is None:
+            self.display = Gimp.Display.new(self.image)
+        Gimp.displays_flush()
+
+    def finish(self):
+        self.image.undo_enable()
+        self.image.clean_all()
+
+
+def deepdream_zoom(procedure, run_mode, image, drawables, config, data):
+    """Filters > DeepDream Zoom...: the active layer (all of it: a zoom magnifies about the layer's centre) is
+    frame 0 of a new image; each frame the daemon dreams is added above the last. Returns the new image."""
+    source, refused = start(procedure, run_mode, drawables, config)
+    if refused is not None:
+        return refused
+    frames = None
+    try:
+        params, _ = dream_values(config)
+        zoom = zoom_values(config)
+        fmt, dtype, channels = pixel_format(source, image.get_precision())
+        width, height = source.get_width(), source.get_height()
+        pixels = read_pixels(source, Gegl.Rectangle.new(0, 0, width, height), fmt, dtype)
+        guide = guide_pixels(config)
+        Gimp.progress_init('DeepDream Zoom')
+        client = connect(config)
+        try:
+            frames = FrameImage(source, fmt, zoom['frame_delay_ms'], show=run_mode != Gimp.RunMode.NONINTERACTIVE)
+            frames.add(0, pixels, dtype)
+            Gimp.progress_set_text('DeepDream: sending the image...')
+            client.zoom(pixels, width, height, channels, dtype, zoom=zoom, params=params, progress=show_progress,
+                        on_frame=lambda frame: frames.add(frame.index, frame.pixels, dtype), guide=guide)
+        finally:
+            client.close()
+            if frames is not None:
+                frames.finish()
+    except Exception as error:  # noqa: BLE001  every error ends as a message; the frames done stay
+        done = frames.count if frames is not None else 0
+        kept = f'\nThe new image keeps the frames done: 0 (the start) to {done - 1}.' if done else ''
+        return failure(procedure, explain(error) + kept)
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    values.remove(1)
+    values.insert(1, GObject.Value(Gimp.Image, frames.image))
+    return values
+
+
 # The dialog: what shapes the dream first, the technical settings folded away under "Advanced".
-ARTISTIC = ('preset', 'layers', 'steps', 'step-size', 'octaves', 'octave-scale', 'dream-size', 'seed')
+ARTISTIC = ('preset', 'model', 'layers', 'steps', 'step-size', 'octaves', 'octave-scale', 'normalize', 'guide',
+            'dream-size', 'seed')
 ADVANCED = ('tile-size', 'jitter', 'endpoint')
+SMOOTHING = {'std': ('Crisp (standard)', 'Fine, busy detail: the classic look'),
+             'laplacian': ('Smooth (Laplacian)', 'Larger, smoother, less noisy patterns')}
+ZOOM_KEYS = ('frames', 'scale', 'rotate', 'frame_delay_ms')  # the zoom's own fields, first in its dialog
+ZOOM_FIELDS = tuple(key.replace('_', '-') for key in ZOOM_KEYS)
 # Per numeric field: its step (arrow keys, + and -), page step (Page Up/Down) and decimals, which GIMP
 # would guess from the range alone (0.008 + 0.01 for the step size, 512 + 1 for the tile size), and
 # for the artistic ones a slider over the useful values (a typed value may go past it, within the
@@ -333,7 +471,9 @@ ADVANCED = ('tile-size', 'jitter', 'endpoint')
 SPINNERS = {'steps': (1, 10, 0, (1, 100)), 'step-size': (0.001, 0.005, 3, (0.001, 0.05)),
             'octaves': (1, 2, 0, (1, 8)), 'octave-scale': (0.05, 0.1, 2, (1.1, 2.0)),
             'dream-size': (0.5, 1.0, 1, (0, 24)), 'seed': (1, 100, 0, None),
-            'tile-size': (64, 256, 0, None), 'jitter': (4, 16, 0, None)}
+            'tile-size': (64, 256, 0, None), 'jitter': (4, 16, 0, None),
+            'frames': (1, 10, 0, (1, 200)), 'scale': (0.01, 0.05, 2, (1.0, 1.3)), 'rotate': (0.5, 5, 1, (-10, 10)),
+            'frame-delay-ms': (10, 100, 0, (20, 1000))}
 
 
 def matching_preset(config):
@@ -357,16 +497,20 @@ def run_dialog(procedure, config):
     else:
         config.set_property('preset', matching_preset(config))
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
-    for name, (step, page, digits, slider) in SPINNERS.items():
+    own = [name for name in SPINNERS if config.find_property(name) is not None]  # the zoom's fields: its own
+    for name, (step, page, digits, slider) in ((name, SPINNERS[name]) for name in own):
         spinner = dialog.get_widget(name, (GimpUi.SpinScale if slider else GimpUi.LabelSpin).__gtype__)
         spinner.set_digits(digits)
         spinner.set_increments(step, page)
         if slider:
             spinner.set_scale_limits(*slider)
+    # A list, as the preset's: GIMP 3.2 shows a choice of up to 3 items as radio buttons by default, whose
+    # frame title takes no mnemonic (its dialog then complains: no mnemonic for property normalize).
+    dialog.get_widget('normalize', Gtk.ComboBox.__gtype__)
     dialog.fill_box('advanced-fields', list(ADVANCED))
     dialog.get_label('advanced-title', 'Advanced', False, False)
     dialog.fill_expander('advanced', 'advanced-title', False, 'advanced-fields')
-    dialog.fill([*ARTISTIC, 'advanced'])
+    dialog.fill([*(ZOOM_FIELDS if procedure.get_name() == ZOOM_PROC_NAME else ()), *ARTISTIC, 'advanced'])
     applying = []
 
     def preset_changed(*_):  # a preset fills its fields...
@@ -390,11 +534,11 @@ def run_dialog(procedure, config):
     return ok
 
 
-def add_param(procedure, name, label, blurb):
-    """A dream parameter's argument, its range and default from the shared vocabulary.
-    GIMP's int arguments are signed 32-bit: the seed offers the lower half of the
+def add_param(procedure, name, label, blurb, table=PARAMS):
+    """A dream parameter's argument (or with table=ZOOM_OPTIONS a zoom's), its range and default from the
+    shared vocabulary. GIMP's int arguments are signed 32-bit: the seed offers the lower half of the
     wire's seeds; tile-size also takes 0, automatic, and dream-size 0, full size."""
-    param = PARAMS[name.replace('-', '_')]
+    param = table[name.replace('-', '_')]
     low = {'tile-size': AUTOMATIC_TILES, 'dream-size': FULL_SIZE}.get(name, param.low)
     high = min(param.high, GIMP_SEED_MAX) if name == 'seed' else param.high
     default = DREAM_SIZE if name == 'dream-size' else param.default
@@ -402,60 +546,106 @@ def add_param(procedure, name, label, blurb):
     add(name, label, blurb, low, high, default, GObject.ParamFlags.READWRITE)
 
 
+def add_dream_arguments(procedure):
+    """The dream's controls, the same in both procedures (and the dialogs' fields)."""
+    rw = GObject.ParamFlags.READWRITE
+    presets = Gimp.Choice.new()
+    for index, (key, (label, _)) in enumerate(PRESETS.items()):
+        presets.add(key, index, label, '')
+    # Labels for painters; each mnemonic (the underlined letter) is the field's own in both dialogs, and
+    # none is a button's (_OK, _Cancel, _Reset, _Help, _Load and _Save Settings).
+    procedure.add_choice_argument('preset', '_Preset', 'A tested combination of network layers, octaves, '
+                                  'octave scale, steps and step size; editing one of them makes it Custom',
+                                  presets, 'custom', rw)
+    procedure.add_string_argument('model', 'Networ_k', 'The neural network that dreams; empty: the daemon\'s '
+                                  f'default, {DEFAULT_MODEL}. Built in: {", ".join(BUILT_IN_MODELS)} (each sees '
+                                  'other forms, and names its layers its own way: give its layers below); and '
+                                  'the daemon\'s own model files, by name (`deepdream info` lists them all)', '', rw)
+    procedure.add_string_argument('layers', '_Network layers', 'Which layers of the network the dream amplifies, '
+                                  'with weights, e.g. mixed2:1,mixed5:1. InceptionV3\'s are mixed0 to mixed10: '
+                                  'mixed0-mixed2 paint strokes and fine textures, mixed3-mixed5 patterns and '
+                                  'eyes, mixed6-mixed10 whole objects and creatures. Some channels of a layer '
+                                  'only, for one kind of pattern: mixed4[12,87]:1 (channels count from 0)',
+                                  format_layers(DEFAULT_LAYERS), rw)
+    add_param(procedure, 'octaves', 'Octa_ves', 'How many scales are dreamed, from small to full size: '
+              'more octaves grow larger, more structured forms')
+    add_param(procedure, 'octave-scale', 'Octave sc_ale', 'Size ratio between two octaves (1.3 is classic)')
+    add_param(procedure, 'steps', 'S_teps per octave', 'Strength, with the step size: more steps give a '
+              'stronger, more saturated dream and a longer wait')
+    add_param(procedure, 'step-size', 'Step si_ze', 'Strength of each step: small values are gentle, large '
+              'ones burn in quickly')
+    smoothing = Gimp.Choice.new()
+    for index, key in enumerate(NORMALIZATIONS):  # a new one must get its label here (KeyError otherwise)
+        smoothing.add(key, index, *SMOOTHING[key])
+    procedure.add_choice_argument('normalize', 'Smoothin_g', 'Crisp: fine, busy detail (the classic look). '
+                                  'Smooth: larger, smoother, less noisy patterns (each band of detail is '
+                                  'weighed on its own, a Laplacian pyramid)', smoothing, DEFAULT_NORMALIZATION, rw)
+    procedure.add_drawable_argument('guide', 'G_uide image', 'Another layer (of any open image) whose forms the '
+                                    'dream grows instead of the network\'s favourite ones; none: no guide',
+                                    True, rw)
+    add_param(procedure, 'jitter', '_Jitter', 'Largest random shift per step, in pixels (hides tile seams)')
+    add_param(procedure, 'tile-size', 'T_ile size', "0: Automatic (one piece when the image fits the daemon's "
+              f"memory budget). Else the tile side in pixels, {PARAMS['tile_size'].low} or more")
+    add_param(procedure, 'seed', 'S_eed', 'The same seed with the same values and image gives the same '
+              'dream; change it for a variation')
+    procedure.add_string_argument('endpoint', 'Dae_mon address', 'Where the DeepDream daemon listens; empty: '
+                                  '$DEEPDREAM_ENDPOINT, else the setting install.sh recorded, else '
+                                  f'{DEFAULT_ENDPOINT}', '', rw)
+    dream_size = PARAMS['dream_size']
+    add_param(procedure, 'dream-size', '_Dream size (megapixels)', 'A larger layer is dreamed at this size and '
+              'the dream scaled up onto it, keeping its own detail: quicker, and the forms stay large on a big '
+              f'photo. 0: dream at full size; else {dream_size.low:g} to {dream_size.high:g}')
+
+
+def add_zoom_arguments(procedure):
+    """The zoom's own controls, before the dream's; the new image is the zoom's return value."""
+    add_param(procedure, 'frames', '_Frames', 'How many frames are dreamed after the start frame (the layer as '
+              'it is)', ZOOM_OPTIONS)
+    add_param(procedure, 'scale', 'Zoom _by (per frame)', 'How much each frame magnifies the one before, about '
+              'its centre: 1.05 is a slow dive', ZOOM_OPTIONS)
+    add_param(procedure, 'rotate', 'T_wist per frame (degrees)', 'How far each frame turns, counter-clockwise; '
+              'negative: clockwise', ZOOM_OPTIONS)
+    add_param(procedure, 'frame-delay-ms', 'Frame dela_y (ms)', 'How long each frame shows in the animation '
+              '(its layer name says it, for Filters > Animation > Playback and the GIF export)', ZOOM_OPTIONS)
+    procedure.add_image_return_value('frames-image', 'Frames', 'The new image, a layer per frame', False,
+                                     GObject.ParamFlags.READWRITE)
+
+
 class DeepDream(Gimp.PlugIn):
     def do_query_procedures(self):
-        return [PROC_NAME]
+        return [PROC_NAME, ZOOM_PROC_NAME]
 
     def do_set_i18n(self, name):
         return False
 
     def do_create_procedure(self, name):
-        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, deepdream, None)
+        zoom = name == ZOOM_PROC_NAME
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, deepdream_zoom if zoom else deepdream,
+                                            None)
         procedure.set_image_types('RGB*, GRAY*')
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        procedure.set_menu_label('_DeepDream...')
+        procedure.set_menu_label('DeepDream _Zoom...' if zoom else '_DeepDream...')
         procedure.add_menu_path('<Image>/Filters')
-        procedure.set_documentation(
-            'Dream into the layer with a neural network (DeepDream)',
-            'Sends the layer (or the selection and some context around it) to the DeepDream daemon and puts '
-            'the dream into a new layer above it, masked by the selection, in one undo step. A preset other '
-            'than "custom" sets layers, octaves, octave scale, steps and step size. The endpoint, when empty, '
-            f'is $DEEPDREAM_ENDPOINT, else the one install.sh recorded, else {DEFAULT_ENDPOINT}.',
-            name)
+        common = ('A preset other than "custom" sets layers, octaves, octave scale, steps and step size. The '
+                  f'endpoint, when empty, is $DEEPDREAM_ENDPOINT, else the one install.sh recorded, else '
+                  f'{DEFAULT_ENDPOINT}.')
+        if zoom:
+            procedure.set_documentation(
+                'Dream an infinite zoom into the layer: a new image, a layer per frame (DeepDream)',
+                'The whole layer is the start frame; each next frame is the one before magnified (and turned) '
+                'about its centre and dreamed again. The frames go into a new image as they come, named "Frame '
+                'N (100ms)" from Frame 0, the start, up, so that Filters > Animation > Playback plays it and '
+                'File > Export As... .gif makes an animation. A failure or a cancel keeps the frames done. '
+                + common, name)
+        else:
+            procedure.set_documentation(
+                'Dream into the layer with a neural network (DeepDream)',
+                'Sends the layer (or the selection and some context around it) to the DeepDream daemon and puts '
+                'the dream into a new layer above it, masked by the selection, in one undo step. ' + common, name)
         procedure.set_attribution('DeepDream for GIMP', 'DeepDream for GIMP', '2025')
-        rw = GObject.ParamFlags.READWRITE
-        presets = Gimp.Choice.new()
-        for index, (key, (label, _)) in enumerate(PRESETS.items()):
-            presets.add(key, index, label, '')
-        # Labels for painters; each mnemonic (the underlined letter) is the field's own, and none is a
-        # button's (_OK, _Cancel, _Reset, _Help, _Load and _Save Settings).
-        procedure.add_choice_argument('preset', '_Preset', 'A tested combination of network layers, octaves, '
-                                      'octave scale, steps and step size; editing one of them makes it Custom',
-                                      presets, 'custom', rw)
-        procedure.add_string_argument('layers', '_Network layers', 'Which layers of the InceptionV3 network the '
-                                      'dream amplifies, with weights, e.g. mixed2:1,mixed5:1. The layers are '
-                                      'mixed0 to mixed10: mixed0-mixed2 paint strokes and fine textures, '
-                                      'mixed3-mixed5 patterns and eyes, mixed6-mixed10 whole objects and creatures',
-                                      format_layers(DEFAULT_LAYERS), rw)
-        add_param(procedure, 'octaves', 'Octa_ves', 'How many scales are dreamed, from small to full size: '
-                  'more octaves grow larger, more structured forms')
-        add_param(procedure, 'octave-scale', 'Octave sc_ale', 'Size ratio between two octaves (1.3 is classic)')
-        add_param(procedure, 'steps', 'S_teps per octave', 'Strength, with the step size: more steps give a '
-                  'stronger, more saturated dream and a longer wait')
-        add_param(procedure, 'step-size', 'Step si_ze', 'Strength of each step: small values are gentle, large '
-                  'ones burn in quickly')
-        add_param(procedure, 'jitter', '_Jitter', 'Largest random shift per step, in pixels (hides tile seams)')
-        add_param(procedure, 'tile-size', 'T_ile size', "0: Automatic (one piece when the image fits the daemon's "
-                  f"memory budget). Else the tile side in pixels, {PARAMS['tile_size'].low} or more")
-        add_param(procedure, 'seed', 'S_eed', 'The same seed with the same values and image gives the same '
-                  'dream; change it for a variation')
-        procedure.add_string_argument('endpoint', 'Dae_mon address', 'Where the DeepDream daemon listens; empty: '
-                                      '$DEEPDREAM_ENDPOINT, else the setting install.sh recorded, else '
-                                      f'{DEFAULT_ENDPOINT}', '', rw)
-        dream_size = PARAMS['dream_size']
-        add_param(procedure, 'dream-size', '_Dream size (megapixels)', 'A larger layer is dreamed at this size and '
-                  'the dream scaled up onto it, keeping its own detail: quicker, and the forms stay large on a big '
-                  f'photo. 0: dream at full size; else {dream_size.low:g} to {dream_size.high:g}')
+        if zoom:
+            add_zoom_arguments(procedure)
+        add_dream_arguments(procedure)
         return procedure
 
 

@@ -1,7 +1,7 @@
 # Prelude of every batch script the GIMP tests feed to
 #   gimp-console-<version> -i --batch-interpreter=python-fu-eval -b - --quit
 # It runs inside GIMP 3.0 or 3.2 (in that version's test root), builds images, calls
-# python-fu-deepdream like any script would, and leaves what it saw in
+# python-fu-deepdream and python-fu-deepdream-zoom like any script would, and leaves what it saw in
 # $DD_WORK (results.json and raw pixel files) for the host to check.
 import json
 import os
@@ -65,25 +65,31 @@ def describe(layer):
             'has_mask': layer.get_mask() is not None, 'has_alpha': layer.has_alpha()}
 
 
+def call(name, image, layer, run_mode, props):
+    """Run the plug-in's procedure `name` on `layer` with `props` (argument names, '_' for '-'); its
+    return values, its status's nick and how long it took."""
+    procedure = Gimp.get_pdb().lookup_procedure(name)
+    config = procedure.create_config()
+    config.set_property('run-mode', run_mode)
+    config.set_property('image', image)
+    config.set_core_object_array('drawables', [layer])
+    for key, value in props.items():
+        config.set_property(key.replace('_', '-'), value)
+    started = time.monotonic()
+    values = procedure.run(config)
+    # The status's text differs: '<enum GIMP_PDB_SUCCESS of type Gimp.PDBStatusType>' in GIMP 3.0
+    # (PyGObject 3.50), '3' in GIMP 3.2 (PyGObject 3.58 makes it an IntEnum); its nick is the same.
+    return values, Gimp.PDBStatusType(values.index(0)).value_nick, time.monotonic() - started
+
+
 def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props):
     """Run python-fu-deepdream on `layer` (or a layer mask); record status, layers, selected drawables, pixels."""
     try:
         before = [each.get_id() for each in image.get_layers()]
         save(f'{case}.source-before', pixels(layer, fmt))
         image.clean_all()  # so that 'dirty' below says whether the plug-in changed the image
-        procedure = Gimp.get_pdb().lookup_procedure('python-fu-deepdream')
-        config = procedure.create_config()
-        config.set_property('run-mode', run_mode)
-        config.set_property('image', image)
-        config.set_core_object_array('drawables', [layer])
-        for key, value in props.items():
-            config.set_property(key.replace('_', '-'), value)
-        started = time.monotonic()
-        values = procedure.run(config)
-        # The status's text differs: '<enum GIMP_PDB_SUCCESS of type Gimp.PDBStatusType>' in GIMP 3.0
-        # (PyGObject 3.50), '3' in GIMP 3.2 (PyGObject 3.58 makes it an IntEnum); its nick is the same.
-        status = Gimp.PDBStatusType(values.index(0))
-        record = {'status': status.value_nick, 'seconds': time.monotonic() - started,
+        values, status, seconds = call('python-fu-deepdream', image, layer, run_mode, props)
+        record = {'status': status, 'seconds': seconds,
                   'message': values.index(1) if values.length() > 1 else '',
                   'layers': [describe(each) for each in image.get_layers()], 'new': None,
                   'precision': image.get_precision().value_nick, 'undo_enabled': image.undo_is_enabled(),
@@ -99,6 +105,32 @@ def dream(case, image, layer, fmt, run_mode=Gimp.RunMode.NONINTERACTIVE, **props
                 save(f'{case}.mask', pixels(new[0].get_mask(), 'Y u8'))
     except Exception:  # noqa: BLE001  whatever went wrong is this case's result; the next case still runs
         record = {'status': 'test-error', 'message': traceback.format_exc()}
+    return record_result(case, record)
+
+
+def zoom(case, image, layer, fmt, **props):
+    """Run python-fu-deepdream-zoom on `layer`; record status, message, the returned image's id and each
+    new image's layers (top to bottom) with their pixels as {case}.{layer name}."""
+    try:
+        before = {each.get_id() for each in Gimp.get_images()}
+        save(f'{case}.source-before', pixels(layer, fmt))
+        values, status, seconds = call('python-fu-deepdream-zoom', image, layer, Gimp.RunMode.NONINTERACTIVE, props)
+        returned = values.index(1) if status == 'success' else None
+        record = {'status': status, 'seconds': seconds, 'message': values.index(1) if status != 'success' else '',
+                  'returned': returned.get_id() if returned is not None else None, 'images': []}
+        for new in (each for each in Gimp.get_images() if each.get_id() not in before):
+            record['images'].append({'id': new.get_id(), 'width': new.get_width(), 'height': new.get_height(),
+                                     'dirty': new.is_dirty(), 'undo_enabled': new.undo_is_enabled(),
+                                     'layers': [describe(each) for each in new.get_layers()]})
+            for each in new.get_layers():
+                save(f'{case}.{each.get_name()}', pixels(each, fmt))
+    except Exception:  # noqa: BLE001  as in dream()
+        record = {'status': 'test-error', 'message': traceback.format_exc()}
+    return record_result(case, record)
+
+
+def record_result(case, record):
+    """Keep `record` as the case's result in results.json at once: a later case that hangs GIMP loses only itself."""
     RESULTS[case] = record
     with open(os.path.join(WORK, 'results.json'), 'w') as handle:
         json.dump(RESULTS, handle, indent=1)

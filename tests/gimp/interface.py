@@ -18,7 +18,8 @@ GIMP_START_S = 300
 # What the plug-in and its dialog must never print: GLib criticals and warnings (GTK's and GIMP's
 # widget libraries report to the plug-in's stderr as "(python-fu-deepdream:PID): Domain-LEVEL"),
 # the procedure dialog's complaints (a clashing or missing mnemonic), Python's warnings and tracebacks.
-COMPLAINT = re.compile(r"\(python-fu-deepdream:\d+\): [\w-]+-(CRITICAL|WARNING)|Procedure 'python-fu-deepdream'"
+COMPLAINT = re.compile(r"\(python-fu-deepdream(-zoom)?:\d+\): [\w-]+-(CRITICAL|WARNING)"
+                       r"|Procedure 'python-fu-deepdream(-zoom)?'"
                        r"|deepdream\.py:\d+: \w*Warning|Traceback")
 
 
@@ -92,6 +93,19 @@ class GimpWindow:
         screen.xdotool("windowfocus", "--sync", dialog)
         return dialog, screen.geometry()[dialog]
 
+    def open_zoom_dialog_and_cancel(self):
+        """Filters > DeepDream Zoom... (its mnemonic, Z) opens the zoom's dialog, all its fields built;
+        Escape closes it, nothing dreamed."""
+        screen = self.screen
+        menu = open_menu(screen, "alt+r")
+        screen.xdotool("key", "z")
+        dialog = screen.wait_window("^DeepDream Zoom...$", 30)
+        assert dialog, "Filters > DeepDream Zoom... did not open a dialog"
+        assert screen.wait_closed(menu, 10)
+        screen.xdotool("windowfocus", "--sync", dialog)
+        screen.xdotool("key", "Escape")
+        assert screen.wait_closed(dialog, 10), "Escape did not close the zoom's dialog"
+
     def press_ok(self, dialog, geometry):
         x, y, width, height = geometry
         self.screen.click(x + width + OK_BUTTON[0], y + height + OK_BUTTON[1])
@@ -140,6 +154,7 @@ def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
         assert screen.wait_closed(menu, 10)
         assert image_window(screen, 1), "one undo did not remove the DeepDream layer"
         undone = redrawn(screen, after)
+        window.open_zoom_dialog_and_cancel()  # what it prints is in the log the caller checks
     finally:
         window.close()
     return before, after, undone, window.log()
