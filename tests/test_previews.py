@@ -149,7 +149,8 @@ def test_previews_in_process_come_as_from_a_daemon(engine):
 
     events = []
     request = previews.checked({"max_side": 50})
-    engine.dream(photo(100, 80), DreamParams(**TWO_OCTAVES), progress=previews.in_process(events.append, request))
+    # 130 x 104: both octaves (100 x 80, then 130 x 104) are at least 75 px a side, and each ends with a preview
+    engine.dream(photo(130, 104), DreamParams(**TWO_OCTAVES), progress=previews.in_process(events.append, request))
     shown = [event["preview"] for event in events if "preview" in event]
     assert len(shown) >= 2 and all((p["width"], p["height"]) == (40, 50) and len(p["pixels"]) == 40 * 50 * 3
                                    for p in shown)
