@@ -155,6 +155,8 @@ def dream_and_undo(gimp, image, endpoint, daemon_busy, shoot=no_pictures):
         assert image_window(screen, 1), "one undo did not remove the DeepDream layer"
         undone = redrawn(screen, after)
         window.open_zoom_dialog_and_cancel()  # what it prints is in the log the caller checks
+        # GIMP stopped while the plug-in still ends would make it print a broken pipe
+        assert poll(lambda: not gimp.plugin_processes(), 30, 0.1), "the zoom's plug-in did not end after Escape"
     finally:
         window.close()
     return before, after, undone, window.log()
