@@ -40,6 +40,7 @@ CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (less ar
 # The dialog's and scripts' default dream size (megapixels): a larger layer is dreamed at this size and
 # the dream's change scaled up onto it (provisional: the lead fixes it from H1's measurements).
 DREAM_SIZE = 2.0
+MODELS_WAIT = 1.0  # seconds the dialog waits for the daemon to say which networks it has
 # Live previews on the canvas: sharper than the daemon's default 512 px on a full-window canvas; the
 # daemon's interval (2 s within an octave, and at each octave's end) is kept.
 PREVIEW = {'max_side': 1024}
@@ -507,6 +508,10 @@ def run_dialog(procedure, config):
     # A list, as the preset's: GIMP 3.2 shows a choice of up to 3 items as radio buttons by default, whose
     # frame title takes no mnemonic (its dialog then complains: no mnemonic for property normalize).
     dialog.get_widget('normalize', Gtk.ComboBox.__gtype__)
+    models = daemon_models(config)
+    if models:  # the Network field's tooltip names them (GIMP's choices are fixed when the plug-in registers)
+        dialog.get_widget('model', GObject.TYPE_NONE).set_tooltip_text(
+            f"{MODEL_HELP}.\nThis daemon has: {', '.join(models)}")
     dialog.fill_box('advanced-fields', list(ADVANCED))
     dialog.get_label('advanced-title', 'Advanced', False, False)
     dialog.fill_expander('advanced', 'advanced-title', False, 'advanced-fields')
@@ -546,6 +551,25 @@ def add_param(procedure, name, label, blurb, table=PARAMS):
     add(name, label, blurb, low, high, default, GObject.ParamFlags.READWRITE)
 
 
+MODEL_HELP = (f"The neural network that dreams; empty: the daemon's default, {DEFAULT_MODEL}. Built in: "
+              f"{', '.join(BUILT_IN_MODELS)} (each sees other forms, and names its layers its own way: give its "
+              "layers below); and the daemon's own model files, by name (`deepdream info` lists them all)")
+
+
+def daemon_models(config):
+    """The names of the networks the daemon has (its `info`), or () when it does not answer at once: not started
+    yet, still loading, older than networks, or a setting that cannot work (the dream will say so)."""
+    try:
+        endpoint = resolve_endpoint((config.get_property('endpoint') or '').strip() or None)
+        with DreamClient(endpoint, timeout=MODELS_WAIT) as client:
+            models = client.info().get('models')
+    except (DaemonError, DaemonUnavailable, SettingsError):
+        return ()
+    if not isinstance(models, list):
+        return ()
+    return tuple(model['name'] for model in models if isinstance(model, dict) and isinstance(model.get('name'), str))
+
+
 def add_dream_arguments(procedure):
     """The dream's controls, the same in both procedures (and the dialogs' fields)."""
     rw = GObject.ParamFlags.READWRITE
@@ -557,10 +581,7 @@ def add_dream_arguments(procedure):
     procedure.add_choice_argument('preset', '_Preset', 'A tested combination of network layers, octaves, '
                                   'octave scale, steps and step size; editing one of them makes it Custom',
                                   presets, 'custom', rw)
-    procedure.add_string_argument('model', 'Networ_k', 'The neural network that dreams; empty: the daemon\'s '
-                                  f'default, {DEFAULT_MODEL}. Built in: {", ".join(BUILT_IN_MODELS)} (each sees '
-                                  'other forms, and names its layers its own way: give its layers below); and '
-                                  'the daemon\'s own model files, by name (`deepdream info` lists them all)', '', rw)
+    procedure.add_string_argument('model', 'Networ_k', MODEL_HELP, '', rw)
     procedure.add_string_argument('layers', '_Network layers', 'Which layers of the network the dream amplifies, '
                                   'with weights, e.g. mixed2:1,mixed5:1. InceptionV3\'s are mixed0 to mixed10: '
                                   'mixed0-mixed2 paint strokes and fine textures, mixed3-mixed5 patterns and '
