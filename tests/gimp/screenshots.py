@@ -1,12 +1,12 @@
-"""Makes the README's GIMP pictures (docs/gimp-*.png, docs/before-after.png) from the walk
-through that the interface test checks; the test itself writes nothing. As root, with the GIMP 3
-test root built:  .venv/bin/python tests/gimp/screenshots.py docs"""
+"""Makes the README's GIMP pictures (docs/gimp-*.png) from the walk through that the interface test
+checks; the test itself writes nothing. As root, with the GIMP 3 test root built:
+.venv/bin/python tests/gimp/screenshots.py docs
+(The README's dreams, docs/gallery/, come from docs/gallery/make.sh and a trained network.)"""
 
 import io
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
@@ -15,22 +15,9 @@ from daemon_process import start_daemon  # noqa: E402
 from deepdream_client.client import DreamClient  # noqa: E402
 from harness import GimpRoot, root_of  # noqa: E402
 from images import photo  # noqa: E402
-from interface import CANVAS, dream_and_undo, preview_then_failure  # noqa: E402
+from interface import dream_and_undo, preview_then_failure  # noqa: E402
 
 SERIES = "3.0"  # the GIMP the README's pictures show (CANVAS was measured there)
-
-
-def before_after(before, after):
-    """The dreamed part of the canvas, before and after, side by side."""
-    changed = np.any(before[CANVAS] != after[CANVAS], axis=2)
-    rows, cols = np.nonzero(changed)
-    top, left = CANVAS[0].start, CANVAS[1].start
-    box = (cols.min() + left, rows.min() + top, cols.max() + left + 1, rows.max() + top + 1)
-    width, height = box[2] - box[0], box[3] - box[1]
-    pair = Image.new("RGB", (2 * width + 16, height), (255, 255, 255))
-    pair.paste(Image.fromarray(before).crop(box), (0, 0))
-    pair.paste(Image.fromarray(after).crop(box), (width + 16, 0))
-    return pair
 
 
 def main(folder):
@@ -48,15 +35,13 @@ def main(folder):
     try:
         Image.fromarray(photo(300, 420, seed=11)).save(gimp.host("gui.png"))
         with start_daemon() as daemon, DreamClient(daemon.endpoint, timeout=30) as client:
-            before, after, _, _ = dream_and_undo(gimp, gimp.path("gui.png"), daemon.endpoint,
-                                                 lambda: client.ping().get("busy"), shoot)
-        before_after(before, after).save(folder / "before-after.png")
+            dream_and_undo(gimp, gimp.path("gui.png"), daemon.endpoint, lambda: client.ping().get("busy"), shoot)
         with start_daemon() as daemon, DreamClient(daemon.endpoint, timeout=30) as client:  # the dream mid-way
             preview_then_failure(gimp, gimp.path("gui.png"), daemon.endpoint, lambda: client.ping().get("busy"),
                                  daemon.stop, shoot)
     finally:
         gimp.cleanup()
-    print(f"wrote {folder}/gimp-menu.png, gimp-dialog.png, gimp-edit-menu.png, before-after.png, gimp-preview.png")
+    print(f"wrote {folder}/gimp-menu.png, gimp-dialog.png, gimp-edit-menu.png, gimp-preview.png")
 
 
 if __name__ == "__main__":
