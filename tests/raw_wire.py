@@ -80,6 +80,22 @@ def dream_request(image, params=TINY, request_id=None, progress=False):
     return header, np.ascontiguousarray(image, image.dtype.newbyteorder("<")).tobytes()
 
 
+def stream(endpoint, header, payload, kind=zmq.DEALER, streamed=("progress",)):
+    """(final header, its payload, [(header, payload) of each streamed message before it]) of one
+    raw request: progress events, and a zoom's frames, come before the final reply."""
+    sock = connect(endpoint, kind)
+    try:
+        send(sock, header, payload)
+        messages = []
+        while True:
+            reply, data = receive(sock)
+            if reply["type"] not in streamed:
+                return reply, data, messages
+            messages.append((reply, data))
+    finally:
+        sock.close()
+
+
 def result_array(header, payload):
     description = header["image"]
     shape = (description["height"], description["width"], description["channels"])

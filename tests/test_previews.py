@@ -10,7 +10,7 @@ from deepdream_client import previews
 from deepdream_client.client import DaemonError, DreamClient
 from deepdream_client.image_files import read_metadata
 from images import photo
-from raw_wire import TINY, connect, dream_request, receive, send
+from raw_wire import TINY, connect, dream_request, receive, send, stream
 from test_cli import clean_env, run_cli
 
 TWO_OCTAVES = {**TINY, "octaves": 2, "steps": 2}
@@ -21,17 +21,7 @@ def dream_on_the_wire(endpoint, image, params, **fields):
     dream on a DEALER socket that asked for progress, with extra request `fields`."""
     header, payload = dream_request(image, params, progress=True)
     header.update(fields)
-    sock = connect(endpoint)
-    try:
-        send(sock, header, payload)
-        events = []
-        while True:
-            reply, data = receive(sock)
-            if reply["type"] != "progress":
-                return reply, data, events
-            events.append((reply, data))
-    finally:
-        sock.close()
+    return stream(endpoint, header, payload)
 
 
 def test_previews_arrive_when_asked_scaled_to_fit_and_show_the_dream(daemon):

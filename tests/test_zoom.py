@@ -24,7 +24,7 @@ from deepdream_client.image_files import read_image
 from dream_engine import DreamParams
 from dream_engine import zoom as engine_zoom
 from images import photo
-from raw_wire import TINY, connect, dream_request, receive, send
+from raw_wire import TINY, connect, dream_request, receive, send, stream
 from test_cli import clean_env, run_cli, shared_engine  # noqa: F401  shared_engine: a fixture
 
 ZOOM = {"frames": 3, "scale": 1.1, "rotate": 3.0}
@@ -126,17 +126,7 @@ def zoom_on_the_wire(endpoint, image, params, zoom, kind=zmq.DEALER, **fields):
     """(final header, payload, [(header, payload) of every message before it]) of a raw zoom."""
     header, payload = dream_request(image, params, progress=kind == zmq.DEALER)
     header.update(op="zoom", zoom=zoom, **fields)
-    sock = connect(endpoint, kind)
-    try:
-        send(sock, header, payload)
-        messages = []
-        while True:
-            reply, data = receive(sock)
-            if reply["type"] not in ("progress", "frame"):
-                return reply, data, messages
-            messages.append((reply, data))
-    finally:
-        sock.close()
+    return stream(endpoint, header, payload, kind, streamed=("progress", "frame"))
 
 
 def test_a_zoom_streams_its_frames_one_by_one_in_order(daemon):
