@@ -74,16 +74,20 @@ NESTED = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.di
 WEIRD = st.one_of(NESTED, HUGE_TEXT, st.integers(50, 3_000).map(Deep), st.binary(max_size=24))
 KEYS = st.one_of(TEXT, st.sampled_from(["v", "op", "id", "target", "progress", "params", "image", "steps",
                                         "layers", "format", "dtype", "width", "preview", "interval", "max_side",
-                                        "dream_size"]))
+                                        "dream_size", "guide", "zoom", "frames", "scale", "rotate", "first_index",
+                                        "model", "normalize"]))
 
 # -- valid requests --------------------------------------------------------------------------------
 
 IDS = st.one_of(st.uuids().map(str), TEXT.filter(bool))
-LAYER_SETS = st.sampled_from([None, ["mixed2"], {"mixed3": 1.0, "mixed5": -0.5}])  # each new set compiles once
+LAYER_SETS = st.sampled_from([None, ["mixed2"], {"mixed3": 1.0, "mixed5": -0.5},  # each new set compiles once
+                              {"mixed3[1,5]": 1.0}, {"mixed3[9999]": 1.0}, {"mixed3[": 1.0}])
 TINY_PARAMS = st.fixed_dictionaries({"octaves": st.just(1), "steps": st.integers(1, 2)}, optional={
     "layers": LAYER_SETS.filter(bool), "octave_scale": st.floats(1.01, 4.0), "step_size": st.floats(1e-5, 1.0),
     "tile_size": st.sampled_from([0, 128]), "jitter": st.integers(0, 40), "seed": st.integers(0, 2**32 - 1),
-    "detail": st.booleans(), "dream_size": st.sampled_from([0, 0.1, 100])})  # these images are under 0.1 MP
+    "detail": st.booleans(), "dream_size": st.sampled_from([0, 0.1, 100]),  # these images are under 0.1 MP
+    "normalize": st.sampled_from(["std", "laplacian", "fourier"]),
+    "model": st.sampled_from(["inception_v3", "no_such_network", "../etc/passwd"])})
 # A dream's optional `preview` map (None: left out), either key optional.
 PREVIEWS = st.one_of(st.none(), st.fixed_dictionaries({}, optional={
     "interval": st.floats(0.5, 60.0), "max_side": st.integers(32, 2048)}))
@@ -92,6 +96,10 @@ RAW_IMAGE = st.builds(lambda width, height, channels, dtype: {"format": "raw", "
                       st.integers(75, 96), st.integers(75, 96), st.integers(1, 4),
                       st.sampled_from(["uint8", "uint16", "float32"]))
 ENCODED_IMAGE = st.builds(dict, format=st.just("encoded"))  # a fresh dict each time: mutations change it
+GUIDES = st.one_of(st.none(), st.none(), RAW_IMAGE, ENCODED_IMAGE)  # a guide image: a third frame
+ZOOMS = st.fixed_dictionaries({"frames": st.integers(1, 2)}, optional={
+    "scale": st.floats(1.0, 2.0), "rotate": st.floats(-45.0, 45.0), "first_index": st.integers(0, 10),
+    "frame_delay_ms": st.integers(1, 1000)})
 
 
 def _request(op, request_id, **fields):
@@ -101,10 +109,13 @@ def _request(op, request_id, **fields):
 VALID_HEADERS = st.one_of(
     st.builds(_request, st.sampled_from(["ping", "info"]), IDS),
     st.builds(lambda request_id, target: _request("cancel", request_id, target=target), IDS, IDS),
-    st.builds(lambda request_id, progress, params, image, preview: _request(
+    st.builds(lambda request_id, progress, params, image, preview, guide: _request(
         "dream", request_id, progress=progress, params=params, image=image,
-        **({} if preview is None else {"preview": preview})),
-        IDS, st.booleans(), TINY_PARAMS, st.one_of(RAW_IMAGE, ENCODED_IMAGE), PREVIEWS),
+        **({} if preview is None else {"preview": preview}), **({} if guide is None else {"guide": guide})),
+        IDS, st.booleans(), TINY_PARAMS, st.one_of(RAW_IMAGE, ENCODED_IMAGE), PREVIEWS, GUIDES),
+    st.builds(lambda request_id, progress, params, image, zoom: _request(
+        "zoom", request_id, progress=progress, params=params, image=image, zoom=zoom),
+        IDS, st.booleans(), TINY_PARAMS, st.one_of(RAW_IMAGE, ENCODED_IMAGE), ZOOMS),
 )
 
 
@@ -147,7 +158,7 @@ class Message:
 def _mutate(draw, header):
     """Up to three changes to a valid header, at its top or inside params / image."""
     for _ in range(draw(st.integers(0, 3))):
-        where = draw(st.sampled_from(["", "params", "image"]))
+        where = draw(st.sampled_from(["", "params", "image", "guide", "zoom"]))
         target = header[where] if where and isinstance(header.get(where), dict) else header
         key = draw(st.one_of(st.sampled_from(sorted(target)), KEYS) if target else KEYS)
         action = draw(st.sampled_from(["weird", "weird", "delete", "extra"]))
@@ -159,10 +170,10 @@ def _mutate(draw, header):
             target[key] = draw(WEIRD)
 
 
-def _payload(draw, header):
-    """The payload frame: for a dream usually the right one for its image, else none or junk."""
+def _payload(draw, header, key="image"):
+    """The payload frame: for a dream usually the right one for its image (or guide), else none or junk."""
     choice = draw(st.sampled_from(["fitting", "fitting", "none", "junk", "file", "short"]))
-    image = header.get("image")
+    image = header.get(key)
     if choice == "none":
         return None
     if choice == "junk":
@@ -195,9 +206,10 @@ def messages(draw):
     else:
         frame = encode({**header, "pad": "x" * 70_000})  # over the 64 KiB header cap
     odd = draw(st.sampled_from([False] * 4 + [True]))  # now and then a payload on a ping, or extra frames
-    payload = _payload(draw, header) if header.get("op") == "dream" or odd else None
+    payload = _payload(draw, header) if header.get("op") in ("dream", "zoom") or odd else None
+    guide = _payload(draw, header, "guide") if "guide" in header else None
     extra = draw(st.lists(st.binary(max_size=8), min_size=1, max_size=3)) if odd else []
-    frames = [frame] + ([payload] if payload is not None else []) + extra
+    frames = [frame] + [data for data in (payload, guide) if data is not None] + extra
     if kind == "DEALER" and draw(st.booleans()):
         frames.insert(0, b"")
     return Message(kind, frames)
@@ -217,8 +229,8 @@ def exchange(endpoint, message, timeout=REPLY_TIMEOUT_S):
         while sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
             frames = sock.recv_multipart()
             header = msgpack.unpackb(frames[1] if frames[0] == b"" and len(frames) > 1 else frames[0])
-            if header.get("type") == "progress" and message.kind == "DEALER":
-                continue  # a DEALER hears its progress, then the final reply
+            if header.get("type") in ("progress", "frame") and message.kind == "DEALER":
+                continue  # a DEALER hears its progress (and a zoom's frames), then the final reply
             return header, frames
         return None, []
     finally:
