@@ -36,6 +36,16 @@ def gimp(request):
     gimp.cleanup()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    """The groups pytest-xdist's --dist loadgroup (pyproject's addopts) keeps on one worker: a test module, so its
+    module-scoped daemon starts once, and in the GIMP module a GIMP version, so the two versions run side by side."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        version = callspec.params.get("gimp") if callspec else None
+        item.add_marker(pytest.mark.xdist_group(item.path.stem + (f"-gimp{version}" if version else "")))
+
+
 # Under CI nothing of the mission may be skipped: a skip there (a missing GIMP
 # root, say) turns the run red instead of quietly proving less.
 _skipped = []
