@@ -27,7 +27,10 @@ def daemon():
         yield process
 
 
-@pytest.fixture(scope="module", params=VERSIONS, ids=[f"gimp{version}" for version in VERSIONS])
+GIMP_IDS = [f"gimp{version}" for version in VERSIONS]
+
+
+@pytest.fixture(scope="module", params=VERSIONS, ids=GIMP_IDS)
 def gimp(request):
     """A GIMP 3 test root with this run's plug-in installed in its own config folder: every test that uses it
     runs once per GIMP series (ids gimp3.0, gimp3.2), each in that series' root."""
@@ -36,14 +39,19 @@ def gimp(request):
     gimp.cleanup()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
-    """The groups pytest-xdist's --dist loadgroup (pyproject's addopts) keeps on one worker: a test module, so its
-    module-scoped daemon starts once, and in the GIMP module a GIMP version, so the two versions run side by side."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        version = callspec.params.get("gimp") if callspec else None
-        item.add_marker(pytest.mark.xdist_group(item.path.stem + (f"-gimp{version}" if version else "")))
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, known only where it is installed
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's work units (pyproject's addopts run two workers): a test module, so that its module-scoped
+    daemon starts once, and in the GIMP module a GIMP version, so that 3.0 and 3.2 run side by side."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModuleAndGimpVersion(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            module, _, test = nodeid.partition("::")
+            version = next((gimp_id for gimp_id in GIMP_IDS if test.endswith(f"[{gimp_id}]")), "")
+            return f"{module} {version}"
+
+    return ByModuleAndGimpVersion(config, log)
 
 
 # Under CI nothing of the mission may be skipped: a skip there (a missing GIMP
@@ -60,3 +68,4 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") == "true" and _skipped and exitstatus == 0:
         print(f"\nCI=true: {len(_skipped)} test(s) were skipped, which CI does not allow: {', '.join(_skipped)}")
         session.exitstatus = 1
+
