@@ -247,6 +247,15 @@ def test_ping_and_info_through_the_daemon(daemon):
     assert done.returncode == 0 and json.loads(done.stdout)["limits"]["max_pixels"] > 0
 
 
+def test_info_piped_into_a_reader_that_leaves_early_ends_quietly(daemon):
+    """`deepdream info | head -1`: the pipe closes before the CLI writes."""
+    reader_gone = subprocess.Popen([sys.executable, "-m", "deepdream_cli.cli", "info", "--endpoint", daemon.endpoint],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    reader_gone.stdout.close()
+    assert reader_gone.wait(timeout=60) == cli.EXIT_ERROR
+    assert reader_gone.stderr.read() == b""
+
+
 def test_dream_through_the_daemon(daemon, tmp_path):
     source, target = tmp_path / "in.jpg", tmp_path / "out.png"
     Image.fromarray(np.dstack([photo(80, 96), np.full((80, 96), 200, np.uint8)])).save(tmp_path / "in.png")

@@ -54,6 +54,10 @@ def main(argv=None):
     except DaemonError as error:
         print(f"deepdream: the daemon refused: {error.message} ({error.code})", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # `deepdream info | head`: the reader has gone, and wants no traceback
+        # Python flushes stdout again at exit; pointing it at /dev/null keeps that quiet too (Python's docs, signal).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
 
 
 def build_parser():
