@@ -7,13 +7,13 @@ SEED_PHOTO_SIZE = (600, 400)  # width, height: the seed job's source photo
 SEED_MAX_DIM = 500  # the article's get_image(url, max_dim=500)
 
 
-def photo(width, height, seed=0):
+def photo(width, height, seed=0, discs=8):
     """Smooth gradients, a few solid discs, mild noise: enough structure for
-    the network to respond to, like a photo's."""
+    the network to respond to, like a photo's. An RGB uint8 array."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin((x + y) / 17.0)], axis=2) * 200
-    for _ in range(8):
+    for _ in range(discs):
         cy, cx = rng.integers(0, height), rng.integers(0, width)
         radius = rng.integers(8, max(9, min(height, width) // 3))
         image[(y - cy) ** 2 + (x - cx) ** 2 < radius * radius] = rng.integers(0, 255, 3)
