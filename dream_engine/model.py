@@ -70,6 +70,7 @@ STEP_MIB_PER_MEGAPIXEL = {
 }
 CPU_BUDGET_SHARE = 32  # of the RAM, for one step's network memory on a CPU (why: bench/README.md)
 GPU_BUDGET_SHARE = 2  # of the GPU memory the backend can still take
+ASSUMED_RAM_BYTES = 8 * 2**30  # where the OS does not tell (Windows has no sysconf): a small machine's RAM
 
 
 # Another network's step memory per megapixel over InceptionV3's, each with its default targets
@@ -101,7 +102,16 @@ def default_memory_budget_mib():
     backend = backends.current()
     if backend.gpu_name():
         return max(1, backend.gpu_free_bytes() // GPU_BUDGET_SHARE // 2**20)
-    return max(1, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // CPU_BUDGET_SHARE // 2**20)
+    return max(1, ram_bytes() // CPU_BUDGET_SHARE // 2**20)
+
+
+def ram_bytes():
+    """The machine's physical memory, from sysconf (Linux, macOS); elsewhere (Windows) ASSUMED_RAM_BYTES,
+    which --memory-budget overrides."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return ASSUMED_RAM_BYTES
 
 
 def layer_channels(base, layer_names):

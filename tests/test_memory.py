@@ -2,6 +2,7 @@
 the compiled functions for layer sets are a bounded cache."""
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from deepdream_client.client import DreamClient
 from daemon_process import start_daemon
 from dream_engine import DreamParams
+from dream_engine import model as inception
 from dream_engine.tiling import TileLayout
 from images import photo
 
@@ -99,3 +101,12 @@ def test_compiled_layer_sets_are_an_lru_cache_and_rss_levels_off():
     finally:
         client.close()
         daemon.stop()
+
+
+def test_the_default_budget_is_a_32nd_of_the_ram_and_has_a_value_without_sysconf(monkeypatch):
+    """On Linux the budget follows /proc/meminfo's total; where os has no sysconf (Windows) it is a 32nd
+    of 8 GiB, not an AttributeError at the first dream."""
+    total_kib = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal:")).split()[1])
+    assert abs(inception.default_memory_budget_mib() - total_kib / 1024 / 32) <= 1
+    monkeypatch.delattr(os, "sysconf")
+    assert inception.default_memory_budget_mib() == 8 * 1024 // 32
