@@ -126,6 +126,10 @@ def test_image_file_round_trip(tmp_path, extension, dtype, channels):
      "folder.png: is a folder; name the file to write"),
     (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--octaves", "0"],
      "octaves: must be between 1 and 12, got 0"),
+    # a value out of range is told before any daemon is looked for or model loaded: the only line
+    (["dream", "{tmp}/in.png", "{tmp}/out.png", "--steps", "-1", "--endpoint", "tcp://127.0.0.1:9"],
+     "steps: must be between 1 and 1000, got -1"),
+    (["zoom", "{tmp}/in.png", "{tmp}/zoom", "--step-size", "9", "--endpoint", "tcp://127.0.0.1:9"], "step_size"),
     (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--tile-size", "64"], "tile_size"),
     (["dream", "{tmp}/in.png", "{tmp}/out.png", "--in-process", "--weights", "{tmp}/no-such.weights.h5"],
      "No weights file at"),
@@ -142,7 +146,9 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
     error = capsys.readouterr().err
     last_line = error.strip().splitlines()[-1]
     assert message in last_line and last_line.startswith("deepdream: ") and "Traceback" not in error
-    assert not (tmp_path / "out.png").exists()
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "zoom").exists()
+    if "tcp://127.0.0.1:9" in args:
+        assert error.strip() == last_line, "a parameter's error comes first, alone"
 
 
 def test_errors_in_a_real_process_have_no_traceback(tmp_path, no_daemon):
@@ -274,9 +280,11 @@ def test_dream_through_the_daemon(daemon, tmp_path):
                    "--endpoint", daemon.endpoint)
     assert done.returncode == 0 and "in-process" not in done.stderr, done.stderr
     assert not np.array_equal(read_image(tmp_path / "guided.png"), read_image(target)), "the guide steers the dream"
-    done = run_cli("dream", source, tmp_path / "out.tif", *TINY, "--octaves", "0", "--endpoint", daemon.endpoint)
+    # what only the daemon's network knows: its layers' channels
+    done = run_cli("dream", source, tmp_path / "out.tif", *TINY, "--layers", "mixed3[800]", "--endpoint",
+                   daemon.endpoint)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip().endswith("octaves: must be between 1 and 12, got 0 (INVALID_PARAMS)")
+    assert done.stderr.strip().endswith("mixed3 has 768 channels (0..767) (INVALID_PARAMS)"), done.stderr
 
 
 def test_ctrl_c_cancels_the_dream_on_the_daemon(daemon, tmp_path):

@@ -201,11 +201,20 @@ def layers_option(text):
 
 
 def requested_params(args):
-    """The dream parameters given on the command line; the rest is left to the engine's defaults."""
+    """The dream parameters given on the command line; the rest is left to the engine's defaults. Checked as the
+    engine and the daemon check them, before either is asked: a value out of range costs no model load.
+    (Whether a layer and its channels exist only the network knows: the engine tells that.)"""
+    from dream_engine.params import DreamParams, InvalidParams  # plain Python: Keras is not loaded by it
+
     params = {name: getattr(args, name) for name in PARAM_OPTIONS + ("layers", "detail", "normalize")}
     model_file = model_file_option(args)
     params["model"] = model_file.stem if model_file else args.model  # a file's model is named by its stem
-    return {name: value for name, value in params.items() if value is not None}
+    params = {name: value for name, value in params.items() if value is not None}
+    try:
+        DreamParams.from_dict(params)
+    except InvalidParams as error:
+        raise CommandError(str(error)) from None
+    return params
 
 
 def model_file_option(args):
@@ -295,11 +304,11 @@ def describe_model(model):
 def dream_command(args):
     check_output(args.output)  # a path that cannot be written fails now, not after the dream
     preview = preview_request(args)
+    params = requested_params(args)
     started = time.monotonic()
     with contextlib.nullcontext() if args.in_process else connect(args) as client:
         image = read_image(args.input)
         guide = read_image(args.guide) if args.guide else None
-        params = requested_params(args)
         bar = ProgressBar(enabled=not args.quiet)
         progress = showing_previews(bar, args.preview)
         try:
@@ -424,7 +433,7 @@ def in_process_engine(args, params):
     from dream_engine import DreamEngine, DreamError, DreamParams
 
     try:
-        dream_params = DreamParams.from_dict(params)  # a bad parameter is told before the model loads
+        dream_params = DreamParams.from_dict(params)  # checked already (requested_params): this makes them
         model_file = model_file_option(args)
         models_dir = model_file.parent if model_file else data_dir("models")  # the daemon's default folder
         engine = DreamEngine(model=dream_params.model, weights=args.weights, precision=args.precision,
@@ -441,6 +450,7 @@ def engine_about(engine):
 
 def zoom_command(args):
     zoom = zoom_request(args)
+    params = requested_params(args)  # before the output's folder and first frame are written
     output = ZoomOutput(args.output)
     started = time.monotonic()
     with contextlib.nullcontext() if args.in_process else connect(args) as client:
@@ -452,7 +462,7 @@ def zoom_command(args):
         if zoom["frames"] < 1:
             say(f"{output.folder} has its {args.frames} frames already; nothing to dream")
         else:
-            record = dream_zoom(client, image, zoom, args, output)
+            record = dream_zoom(client, image, zoom, params, args, output)
     frames = output.finish(args.frame_delay_ms)
     made_by = f": {computed_by(record[0])}, {record[1]}" if record else ""
     say(f"wrote {args.output} ({frames} frames, {image.shape[1]}x{image.shape[0]}) in "
@@ -471,11 +481,10 @@ def zoom_request(args):
         raise CommandError(message) from None
 
 
-def dream_zoom(client, image, zoom, args, output):
+def dream_zoom(client, image, zoom, params, args, output):
     """Dream the zoom's frames into `output` as they come, through the daemon or in this process;
     (what computed them, where). On Ctrl-C or a failure the frames done stay, and say so."""
     bar = ProgressBar(enabled=not args.quiet)
-    params = requested_params(args)
     try:
         pong = None if client is None else find_daemon(client)
         if pong is None:
