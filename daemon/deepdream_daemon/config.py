@@ -92,7 +92,8 @@ OPTIONS = (
      "server.key is what clients need). Client public keys in DIR/authorized_clients/*.key restrict who may "
      "connect; without any, every client that knows server.key may"),
     ("memory_budget", int, "MIB", "memory one dream step may use, in MiB; an image step larger than it is dreamed in "
-     "tiles (default 0: a 32nd of the RAM on a CPU, half the free memory on a GPU). A request's tile_size wins"),
+     "tiles (default 0: a 32nd of the RAM on a CPU, of 8 GiB on Windows, where Python cannot read the RAM; half "
+     "the free memory on a GPU). A request's tile_size wins"),
     ("compiled_layer_sets", int, "N", "layer sets kept compiled (about 11 MiB each); the least recently used "
      "is dropped beyond it (default 8)"),
     ("models_dir", str, "DIR", "your own networks: each Keras model file NAME.keras (or NAME.h5) here, with a "
