@@ -96,6 +96,12 @@ dream('creative', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, 
       normalize='laplacian', layers='{CREATIVE_LAYERS}', {PROPS})
 image = load('photo.png')
 dream('unknown-model', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, model='alexnet', {PROPS})
+image = load('photo.png')
+group = in_a_group(image)
+dream('group', image, group, "R'G'B'A u8", endpoint=endpoint, {PROPS})
+image = load('photo.png')
+group = in_a_group(image)
+dream('in-a-group', image, group.get_children()[0], "R'G'B' u8", endpoint=endpoint, {PROPS})
 """
 
 
@@ -114,7 +120,7 @@ def batch(gimp, dreamd):
     results, output = gimp.run_batch(BATCH, DD_ENDPOINT=dreamd.endpoint, DEEPDREAM_ENDPOINT=dreamd.endpoint,
                                      DD_NOBODY=f"tcp://127.0.0.1:{free_port()}")
     print(f"GIMP batch: {time.monotonic() - started:.1f} s")
-    assert len(results) == 14, f"the batch script stopped early:\n{output[-3000:]}"
+    assert len(results) == 16, f"the batch script stopped early:\n{output[-3000:]}"
     return results
 
 
@@ -230,6 +236,25 @@ def test_a_selected_layer_mask_dreams_its_layer_and_names_the_preset(batch):
     assert layers[0]["id"] == new["id"] and layers[1]["id"] == batch["selection"]["new"]["id"]  # above the mask's layer
     assert new["has_mask"] and result["selected"] == [new["id"]]
     assert new["name"] == "DeepDream (Subtle textures, 3x10 steps, seed 7)"  # the preset's label, not "subtle"
+
+
+def test_a_layer_group_is_dreamed_as_it_shows_and_its_dream_goes_above_it(batch, gimp, client):
+    new = check_new_layer(batch["group"])
+    assert batch["group"]["layers"][1]["children"][0]["name"] == "Background"  # the group kept its layer
+    source = pixels(gimp, "group.source-before", 160, 200, 4)  # the group's projection: the photo, opaque
+    assert np.array_equal(source[..., :3], photo(160, 200)) and np.all(source[..., 3] == 255)
+    assert np.array_equal(pixels(gimp, "group.new", 160, 200, 4), client.dream_array(source, PARAMS))
+    assert new["children"] is None  # a layer, not another group
+
+
+def test_a_layer_inside_a_group_gets_its_dream_inside_that_group(batch):
+    result = batch["in-a-group"]
+    assert result["status"] == "success", result["message"]
+    (group,) = result["layers"]
+    dreamed, source = group["children"]
+    assert dreamed["name"].startswith("DeepDream") and source["name"] == "Background"
+    assert (dreamed["width"], dreamed["height"], dreamed["offsets"]) == (200, 160, [0, 0])
+    assert result["selected"] == [dreamed["id"]]
 
 
 def check_unchanged(gimp, result, case):

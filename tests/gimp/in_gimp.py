@@ -62,7 +62,17 @@ def with_alpha(fmt):
 def describe(layer):
     return {'id': layer.get_id(), 'name': layer.get_name(), 'width': layer.get_width(),
             'height': layer.get_height(), 'offsets': list(layer.get_offsets()[1:]),
-            'has_mask': layer.get_mask() is not None, 'has_alpha': layer.has_alpha()}
+            'has_mask': layer.get_mask() is not None, 'has_alpha': layer.has_alpha(),
+            'children': [describe(each) for each in layer.get_children()] if layer.is_group() else None}
+
+
+def in_a_group(image):
+    """`image`'s one layer moved into a new layer group, which is returned."""
+    layer = image.get_layers()[0]
+    group = Gimp.GroupLayer.new(image, 'group')
+    image.insert_layer(group, None, 0)
+    image.reorder_item(layer, group, 0)
+    return group
 
 
 def call(name, image, layer, run_mode, props):
