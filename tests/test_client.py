@@ -1,4 +1,7 @@
-"""daemon/deepdream_client/client.py against real daemons, and docs/protocol.md's example."""
+"""daemon/deepdream_client/client.py against real daemons, and docs/protocol.md's example.
+
+What a client does runs on both transports (the `transport` fixture): pyzmq, and zmtp.py's pure-Python ZMTP,
+which GIMP's Python uses where it has no pyzmq. Settings checks run once; CURVE is pyzmq's alone."""
 
 import io
 import json
@@ -17,7 +20,8 @@ import zmq.auth
 from PIL import Image
 
 from deepdream_client import protocol
-from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError, resolve_endpoint
+from deepdream_client.client import (TRANSPORTS, DaemonError, DaemonUnavailable, DreamClient, SettingsError,
+                                     resolve_endpoint)
 from daemon_process import DaemonProcess, free_port, start_daemon
 from images import photo
 from raw_wire import connect, dream_request, final, ping, send, wait_for
@@ -27,9 +31,17 @@ ENDLESS = {"octaves": 1, "steps": 1000, "tile_size": 128, "jitter": 0}  # only e
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request, monkeypatch):
+    """Every DreamClient of the test, in its threads too, on this transport."""
+    monkeypatch.setenv("DEEPDREAM_TRANSPORT", request.param)
+    return request.param
+
+
 @pytest.fixture
-def client(daemon):
+def client(daemon, transport):
     with DreamClient(daemon.endpoint, timeout=10) as client:
+        assert client.transport == transport
         yield client
 
 
@@ -117,17 +129,18 @@ def wait_idle(client, timeout=10):
 
 
 @pytest.mark.slow
-def test_unavailable_on_a_dead_endpoint_within_the_timeout(tmp_path):
-    with DreamClient(f"ipc://{tmp_path}/nobody.sock", timeout=1.0) as client:
+def test_unavailable_on_a_dead_endpoint_within_the_timeout(tmp_path, transport):
+    endpoint = f"ipc://{tmp_path}/nobody.sock" if transport == "zmq" else f"tcp://127.0.0.1:{free_port()}"
+    with DreamClient(endpoint, timeout=1.0) as client:
         for attempt in (client.ping, client.info, lambda: client.dream_array(photo(80, 80), TINY)):
             started = time.monotonic()
-            with pytest.raises(DaemonUnavailable, match="no daemon at ipc://"):
+            with pytest.raises(DaemonUnavailable, match=f"no daemon at {re.escape(endpoint)}"):
                 attempt()
             assert time.monotonic() - started < 5
 
 
 @pytest.mark.slow
-def test_ping_retries_across_a_restart_and_a_dream_is_never_resent(monkeypatch):
+def test_ping_retries_across_a_restart_and_a_dream_is_never_resent(monkeypatch, transport):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     first = start_daemon(endpoint=endpoint)
     with DreamClient(endpoint, timeout=2.0) as client:
@@ -175,7 +188,7 @@ def test_a_queued_dream_lives_on_its_heartbeats_past_the_timeout(client, daemon)
 
 
 @pytest.mark.slow
-def test_a_restarted_daemon_busy_with_others_does_not_keep_a_lost_dream_waiting():
+def test_a_restarted_daemon_busy_with_others_does_not_keep_a_lost_dream_waiting(transport):
     """The daemon dies mid-dream and another takes its endpoint, busy with
     other clients' dreams: it answers every ping with busy=true but knows
     nothing of ours. The stand-in for that daemon is a ROUTER socket saying
@@ -220,6 +233,22 @@ def catch(action):
         return action()
     except Exception as error:  # noqa: BLE001  the test inspects it
         return error
+
+
+def test_without_pyzmq_curve_keys_get_the_relay_command(no_settings, monkeypatch):
+    """zmtp.py has no CURVE: a client given keys says, in one sentence, to run the relay, and how."""
+    monkeypatch.setenv("DEEPDREAM_TRANSPORT", "zmtp")
+    with pytest.raises(SettingsError) as failure:
+        DreamClient("tcp://192.0.2.1:5555", curve_server_key=str(no_settings / "public.key"))
+    message = str(failure.value)
+    assert "cannot encrypt with CURVE" in message and "deepdream relay --to tcp://HOST:5555 --server-key" in message
+    assert "\n" not in message and "Error" not in message
+
+
+def test_without_pyzmq_an_ipc_endpoint_says_to_use_tcp(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPDREAM_TRANSPORT", "zmtp")
+    with pytest.raises(SettingsError, match="over tcp:// only; start it with --endpoint tcp://127.0.0.1:5555"):
+        DreamClient(f"ipc://{tmp_path}/daemon.sock")
 
 
 @pytest.mark.slow
@@ -315,18 +344,30 @@ def test_resolve_endpoint_order(tmp_path, monkeypatch):
     assert resolve_endpoint("tcp://127.0.0.1:7001") == "tcp://127.0.0.1:7001"
 
 
-def test_client_package_runs_with_only_zmq_and_msgpack(daemon, tmp_path):
-    """As inside GIMP: the package copied on its own, and no numpy, Pillow or TensorFlow."""
+@pytest.mark.parametrize("inside", ["distro GIMP: zmq and msgpack", "official GIMP: msgpack's pure-Python files"])
+def test_client_package_runs_as_copied_into_gimp(daemon, tmp_path, inside):
+    """As inside GIMP: the package copied on its own, and no numpy, Pillow or TensorFlow; in an official build's
+    Python (Windows, macOS, Flatpak, Snap) no pyzmq either, and msgpack only as the .py files the installer
+    copies beside the plug-in (no compiled extension)."""
+    import msgpack
+
     shutil.copytree(ROOT / "daemon" / "deepdream_client", tmp_path / "deepdream_client",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    official = inside.startswith("official")
+    banned = ["numpy", "PIL", "tensorflow", "keras"] + (["zmq", "msgpack._cmsgpack"] if official else [])
+    if official:
+        shutil.copytree(Path(msgpack.__file__).parent, tmp_path / "msgpack", ignore=shutil.ignore_patterns("*.so",
+                        "*.pyd", "__pycache__"))
     script = f"""
 import sys
-for banned in ("numpy", "PIL", "tensorflow", "keras"):
+for banned in {banned!r}:
     sys.modules[banned] = None  # any import of them now fails
 from deepdream_client.client import DreamClient
-import deepdream_client
+import deepdream_client, msgpack
 assert deepdream_client.__file__.startswith({str(tmp_path)!r}), deepdream_client.__file__
+assert msgpack.__file__.startswith({str(tmp_path)!r}) == {official!r}, msgpack.__file__
 with DreamClient({daemon.endpoint!r}) as client:
+    assert client.transport == {"zmtp" if official else "zmq"!r}
     assert client.ping()["state"] == "ready"
     events = []
     pixels = bytes(range(256)) * (80 * 80 * 4 // 256)
@@ -334,8 +375,9 @@ with DreamClient({daemon.endpoint!r}) as client:
     assert len(result.pixels) == len(pixels) and result.pixels[3::4] == pixels[3::4] and events
 print("ok")
 """
+    environment = {key: value for key, value in os.environ.items() if key != "DEEPDREAM_TRANSPORT"}
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+                          env={**environment, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 

@@ -1,9 +1,12 @@
 """DreamClient: talk to deepdream-daemon over the wire protocol v1.
 
-Only pyzmq, msgpack and the standard library: this module also runs inside
-GIMP's own Python, copied beside the plug-in with the rest of the
-deepdream_client package. numpy is used only by dream_array, and
-only when the caller has it.
+msgpack and the standard library, and pyzmq where it can be imported: this
+module also runs inside GIMP's own Python, copied beside the plug-in with the
+rest of the deepdream_client package, and official GIMP builds cannot load
+pyzmq. Without it the sockets come from zmtp.py, which speaks ZeroMQ's wire
+protocol itself (tcp:// only, no CURVE: `deepdream relay` adds that);
+$DEEPDREAM_TRANSPORT (zmq or zmtp) chooses one by name. numpy is used only by
+dream_array, and only when the caller has it.
 
 Every request gets its own DEALER socket, so a client object may be shared by
 threads (one can cancel() what another is dreaming) and a socket that timed
@@ -24,10 +27,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import zmq
-from zmq.utils import z85
+try:
+    import zmq
+except ImportError:  # GIMP's Python on Windows, macOS, Flatpak, Snap: zmtp.py stands in
+    zmq = None
 
-from . import protocol
+from . import protocol, zmtp
 from .paths import config_file
 from .vocabulary import BAD_REQUEST, CANCELLED, ENCODED, INTERNAL
 
@@ -41,6 +46,7 @@ _LOST_PING = 2.0  # the ping that tells a lost dream's user whether the daemon i
 ENDPOINT_SCHEMES = ("tcp", "ipc")  # the transports the daemon listens on
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")  # a DNS name or an IPv4 address
 _PORT = re.compile(r"[0-9]{1,5}")
+TRANSPORTS = ("zmq", "zmtp")  # pyzmq (libzmq), or zmtp.py's pure-Python DEALER
 
 
 class DaemonError(Exception):
@@ -159,6 +165,8 @@ def resolve_server_key(explicit=None):
         key = key.decode("ascii", "replace")
     if not isinstance(key, str):
         raise SettingsError(f"the daemon's CURVE key{where}: give the 40-character Z85 key or its key file")
+    if zmq is None:
+        raise SettingsError(relay_advice(f"the daemon's CURVE key is set{where}"))
     if len(key) == 40 and not os.path.exists(key):
         return _check_key(key, f"the daemon's CURVE key {key!r}{where}")  # a public key: fine to show
     return _load_key_file(key, f"the daemon's CURVE key file {key}{where}")[0]
@@ -174,6 +182,8 @@ def resolve_client_keys(explicit=None):
     if not keys:
         return None
     where = f" ({source})" if source else ""
+    if zmq is None:
+        raise SettingsError(relay_advice(f"this client's CURVE key is set{where}"))
     if isinstance(keys, (tuple, list)):
         if len(keys) != 2:
             raise SettingsError(f"this client's CURVE keys{where}: give a (public, secret) pair or a .key_secret file")
@@ -185,6 +195,24 @@ def resolve_client_keys(explicit=None):
     if secret is None:
         raise SettingsError(f"{what} holds no secret key; give the .key_secret file")
     return public, secret
+
+
+def relay_advice(what):
+    """Why a Python without pyzmq cannot use CURVE, and the one command that makes it work."""
+    return (f"{what}, but this Python has no ZeroMQ library (pyzmq), so it cannot encrypt with CURVE. Run the "
+            "relay from your DeepDream installation on this computer: deepdream relay --to tcp://HOST:5555 "
+            "--server-key SERVER_KEY_FILE (it listens on tcp://127.0.0.1:5556), then set the daemon address to "
+            "tcp://127.0.0.1:5556 and remove the keys from these settings")
+
+
+def resolve_transport(explicit=None):
+    """The socket module: explicit, else $DEEPDREAM_TRANSPORT, else pyzmq where it imports, else zmtp."""
+    name = explicit or os.environ.get("DEEPDREAM_TRANSPORT") or ("zmq" if zmq is not None else "zmtp")
+    if name not in TRANSPORTS:
+        raise SettingsError(f"transport {name!r}: write zmq (pyzmq) or zmtp (pure Python, tcp:// only)")
+    if name == "zmq" and zmq is None:
+        raise SettingsError("transport zmq: this Python has no pyzmq; install it, or use zmtp")
+    return zmq if name == "zmq" else zmtp
 
 
 def _setting(explicit, variable, key):
@@ -216,6 +244,8 @@ def _load_key_file(path, what):
 def _check_key(key, what):
     """A CURVE key as the 40 bytes of its Z85 text; SettingsError if it is not one
     (libzmq would refuse it only inside the socket)."""
+    from zmq.utils import z85  # only with pyzmq: CURVE needs it (relay_advice otherwise)
+
     try:
         text = key.encode("ascii") if isinstance(key, str) else bytes(key)
         if len(text) == 40:
@@ -227,20 +257,31 @@ def _check_key(key, what):
 
 
 class DreamClient:
-    def __init__(self, endpoint=None, timeout=DEFAULT_TIMEOUT, curve_server_key=None, curve_client_keys=None):
+    def __init__(self, endpoint=None, timeout=DEFAULT_TIMEOUT, curve_server_key=None, curve_client_keys=None,
+                 transport=None):
         """`timeout`: seconds a ping/info/cancel may take in all (retries included),
         and the silence about a dream (at least 3 s) after which it is lost.
         `curve_server_key`: the daemon's CURVE public key (Z85 or key file path);
         `curve_client_keys`: this client's (public, secret) pair or its secret key file,
-        not given: see resolve_client_keys. A setting that cannot work raises
+        not given: see resolve_client_keys. `transport`: "zmq" or "zmtp", not
+        given: see resolve_transport. A setting that cannot work raises
         SettingsError here, before any socket exists."""
         self.endpoint = resolve_endpoint(endpoint)
         self.timeout = timeout
+        self._zmq = resolve_transport(transport)
+        self.transport = "zmq" if self._zmq is zmq else "zmtp"
+        curve_asked = _setting(curve_server_key, "DEEPDREAM_SERVER_KEY", "server_key")[0]
+        if self._zmq is zmtp and zmq is not None and curve_asked:
+            raise SettingsError(relay_advice("the daemon's CURVE key is set and the zmtp transport was chosen"))
         self._server_key = resolve_server_key(curve_server_key)
         self._client_keys = None
         if self._server_key:
             self._client_keys = resolve_client_keys(curve_client_keys) or zmq.curve_keypair()
-        self._context = zmq.Context()
+        if self.transport == "zmtp" and not self.endpoint.startswith("tcp://"):
+            raise SettingsError(f"endpoint {self.endpoint}: without pyzmq this client reaches a daemon over "
+                                f"tcp:// only; start it with --endpoint tcp://127.0.0.1:5555 and use that")
+        self._context = self._zmq.Context()
+        self._problem = None  # why the last connection failed, when the transport can tell (zmtp)
 
     # -- requests that may be repeated ------------------------------------------------------
 
@@ -262,6 +303,7 @@ class DreamClient:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         request_id = new_request_id()
         attempt = _FIRST_ATTEMPT
+        self._problem = None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -271,6 +313,7 @@ class DreamClient:
                     reply = self._receive(socket, request_id, min(attempt, remaining))
                     if reply is not None:
                         return _final(reply[0])
+                self._problem = getattr(socket, "problem", None) or self._problem
             attempt = min(attempt * 2, _LONGEST_ATTEMPT)
 
     # -- dreams: sent once, answered with progress and one final reply ----------------------------
@@ -324,6 +367,7 @@ class DreamClient:
         silence = self.timeout if timeout is None else timeout
         request_id = request_id or new_request_id()
         asked, guide_payload = _options(preview, guide)
+        self._problem = None
         header = protocol.request("dream", request_id, params=params or {}, image=image, progress=True, **asked)
         with self._socket() as socket:
             if not self._send(socket, header, payload, silence, guide_payload):
@@ -395,6 +439,7 @@ class DreamClient:
         silence = self.timeout if timeout is None else timeout
         request_id = request_id or new_request_id()
         asked, guide_payload = _options(preview, guide)
+        self._problem = None
         header = protocol.request("zoom", request_id, params=params or {}, image=image, zoom=zoom or {},
                                   progress=True, **asked)
         with self._socket() as socket:
@@ -446,37 +491,44 @@ class DreamClient:
     # -- sockets and frames ------------------------------------------------------------------------
 
     def _socket(self):
-        socket = self._context.socket(zmq.DEALER)
+        transport = self._zmq
+        socket = self._context.socket(transport.DEALER)
         try:
-            socket.setsockopt(zmq.LINGER, 0)  # an unanswered request must not keep the process alive
-            socket.setsockopt(zmq.IPV6, 1)  # so that tcp://[::1]:PORT works; IPv4 addresses are unaffected
+            socket.setsockopt(transport.LINGER, 0)  # an unanswered request must not keep the process alive
+            socket.setsockopt(transport.IPV6, 1)  # so that tcp://[::1]:PORT works; IPv4 addresses are unaffected
+            socket.setsockopt(transport.SNDTIMEO, _ms(max(self.timeout, _MIN_DREAM_SILENCE)))  # zmtp: a stalled send
             if self._server_key:
                 public, secret = self._client_keys
                 socket.curve_serverkey = self._server_key
                 socket.curve_publickey = public
                 socket.curve_secretkey = secret
             socket.connect(self.endpoint)
-        except zmq.ZMQError as error:  # what the checks cannot foresee: an ipc path too long, no CURVE in libzmq
+        except (zmtp.ZMTPError, *(() if zmq is None else (zmq.ZMQError,))) as error:
+            # what the checks cannot foresee: an ipc path too long, no CURVE in libzmq
             socket.close()
-            raise SettingsError(f"cannot connect to {self.endpoint}: {zmq.strerror(error.errno)}") from None
+            reason = zmq.strerror(error.errno) if zmq is not None and isinstance(error, zmq.ZMQError) else error
+            raise SettingsError(f"cannot connect to {self.endpoint}: {reason}") from None
         return socket
 
-    @staticmethod
-    def _send(socket, header, payload, timeout, guide_payload=None):
+    def _send(self, socket, header, payload, timeout, guide_payload=None):
         """Send [empty delimiter, header, payload?, guide's payload?]; False if it cannot leave in time."""
-        if not socket.poll(_ms(timeout), zmq.POLLOUT):
+        if not socket.poll(_ms(timeout), self._zmq.POLLOUT):
+            self._problem = getattr(socket, "problem", None) or self._problem
             return False
         frames = [b"", protocol.pack(header)] + [frame for frame in (payload, guide_payload) if frame is not None]
-        socket.send_multipart(frames, flags=zmq.NOBLOCK)
+        try:
+            socket.send_multipart(frames, flags=self._zmq.NOBLOCK)
+        except zmtp.ZMTPError as error:  # zmtp writes at once: the daemon went away or stopped reading
+            self._problem = str(error)
+            return False
         return True
 
-    @staticmethod
-    def _receive(socket, request_id, timeout):
+    def _receive(self, socket, request_id, timeout):
         """(header, payload) of the next reply about `request_id`, or None after
         `timeout` seconds. Replies about other ids (a cancel's confirmation, a
         late answer to an earlier attempt) are skipped."""
         deadline = time.monotonic() + timeout
-        while socket.poll(_ms(deadline - time.monotonic()), zmq.POLLIN):
+        while socket.poll(_ms(deadline - time.monotonic()), self._zmq.POLLIN):
             frames = socket.recv_multipart()
             if frames and not frames[0]:
                 frames = frames[1:]  # the empty delimiter we sent comes back
@@ -492,6 +544,8 @@ class DreamClient:
 
     def _unavailable(self, what):
         hint = "" if self._server_key is None else " (or the CURVE keys do not match)"
+        if self._problem:  # what zmtp saw: refused, a bad greeting, a daemon that wants CURVE
+            hint += f"; {self._problem}"
         return DaemonUnavailable(self.endpoint, f"no daemon at {self.endpoint}: {what}{hint}")
 
     def _seconds(self, timeout):
