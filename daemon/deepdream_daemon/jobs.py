@@ -31,11 +31,6 @@ class Job:
         if not self.stop_reason:
             self.stop_reason = code
 
-    @property
-    def peer(self):
-        return self.envelope[0]
-
-
 class QueueFull(Exception):
     pass
 

@@ -29,7 +29,10 @@ log = logging.getLogger("deepdream.daemon")
 
 HEARTBEAT_S = 1.0
 POLL_MS = 250  # also how soon a SIGTERM is noticed
-KEPT_FRAMES = 6  # identity, delimiter, header, payload, guide, and one more to know there were too many
+MAX_HOPS = 2  # relays (ROUTER-DEALER proxies, as `deepdream relay`) a request may have come through
+# identity, relays' identities, delimiter, header, payload, guide, and one more to know there were too many
+KEPT_FRAMES = 6 + MAX_HOPS
+_MAP_STARTS = {*range(0x80, 0x90), 0xDE, 0xDF}  # the first byte of a msgpack map: a header, never a relay's hop
 SHUTDOWN_GRACE_S = 30.0  # how long a running dream gets to reach its next step after SIGTERM
 
 
@@ -88,10 +91,10 @@ class Server:
     # -- requests -------------------------------------------------------------------------------
 
     def _handle(self, frames, count):
-        # A REQ client's envelope ends with an empty delimiter frame, a DEALER's may not:
-        # replies go back in the same shape.
-        delimited = len(frames) > 1 and len(frames[1]) == 0
-        envelope = [frames[0].bytes, b""] if delimited else [frames[0].bytes]
+        # A REQ client's envelope ends with an empty delimiter frame, a DEALER's may not; a relay puts
+        # its client's identity after its own (the zguide's extended request-reply): replies go back
+        # in the same shape.
+        envelope = [frame.bytes for frame in frames[:_delimiter(frames) + 1]]
         body = frames[len(envelope):]
         request_id = None
         try:
@@ -190,7 +193,7 @@ class Server:
                 raise ProtocolError(BAD_REQUEST, "`guide` describes a second image: its bytes go in a third frame, "
                                                  "after the image's")
             payloads.inspect(guide, len(guide_payload), self.settings.max_pixels, name="guide")
-        key = (envelope[0], request_id)
+        key = (_route(envelope), request_id)
         if key in self.active:
             # Answered under the same id as the dream that goes on: `duplicate_id` tells a
             # client matching replies by id that this refusal is not that dream's end.
@@ -213,7 +216,7 @@ class Server:
         target = field(header, "target", str)  # the id of the dream to stop
         # The canceller's own dream if it has one by that id; else any client's (a REQ
         # client, blocked on its dream, can only be cancelled from another socket).
-        own = self.active.get((envelope[0], target))
+        own = self.active.get((_route(envelope), target))
         targets = [own] if own else [job for job in self.active.values() if job.request_id == target]
         for job in targets:
             self._stop(job, "cancel")
@@ -229,7 +232,7 @@ class Server:
             log.info("job %s %s: stopped while waiting (%s)", shown(job.request_id), job.size, reason)
 
     def _finish(self, job, reply, payload=None):
-        self.active.pop((job.peer, job.request_id), None)
+        self.active.pop((_route(job.envelope), job.request_id), None)
         if reply is not None and not self._send(job.envelope, reply, payload) and reply["type"] == "result":
             log.info("job %s: its client went away before the result could be sent", shown(job.request_id))
 
@@ -314,8 +317,24 @@ class Server:
         return True
 
 
+def _delimiter(frames):
+    """Where the envelope ends: the index of the empty delimiter after the peer's identity and any relays'
+    (each up to 255 bytes, and not a header), or 0 (the identity alone: a DEALER that sends no delimiter)."""
+    for index, frame in enumerate(frames[1:2 + MAX_HOPS], start=1):
+        if len(frame) == 0:
+            return index
+        if len(frame) > 255 or frame.bytes[0] in _MAP_STARTS:
+            return 0
+    return 0
+
+
+def _route(envelope):
+    """Who sent it: the peer and, behind a relay, the relay's client (the delimiter left out)."""
+    return tuple(hop for hop in envelope if hop)
+
+
 def _peer(envelope):
-    return envelope[0].hex()[:10]
+    return "/".join(hop.hex()[:10] for hop in envelope if hop)
 
 
 def _socket_type(identity_frame):

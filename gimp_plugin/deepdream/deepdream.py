@@ -4,10 +4,11 @@
 # Sends the active layer's pixels (or the selection's neighbourhood) to the
 # deepdream-daemon over ZeroMQ and puts the dream into a new layer above it,
 # in one undo step. Filters > DeepDream Zoom... dreams an infinite zoom of the
-# layer into a new image, a layer per frame. Runs in GIMP's own Python: gi, zmq,
-# msgpack and the `deepdream_client` package (protocol + client) that
-# install-plugin.sh copies beside this file. Scripts: pdb procedures
-# "python-fu-deepdream" and "python-fu-deepdream-zoom".
+# layer into a new image, a layer per frame. Runs in GIMP's own Python with gi and
+# the standard library only: the installer copies the `deepdream_client` package
+# (protocol + client) and msgpack's pure-Python files beside this file; pyzmq is
+# used where GIMP's Python has it, else the client speaks ZMTP itself (zmtp.py).
+# Scripts: pdb procedures "python-fu-deepdream" and "python-fu-deepdream-zoom".
 
 import os
 import sys
@@ -30,7 +31,7 @@ try:
     from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError, resolve_endpoint
     from deepdream_client.readiness import NotReady, ensure_daemon
     MISSING = None
-except ImportError as error:  # still register, and say what to install when used
+except ImportError as error:  # a plug-in folder copied by hand, without msgpack: still register, and say so
     MISSING = error
 
 PROC_NAME = 'python-fu-deepdream'
@@ -271,16 +272,17 @@ class CanvasPreview:
 
 def start(procedure, run_mode, drawables, config):
     """(the layer to dream, None), or (None, the return values) when the procedure must not go on: not one
-    layer, no zmq, or the dialog cancelled. Both procedures begin so."""
+    layer, a plug-in folder without msgpack, or the dialog cancelled. Both procedures begin so."""
     if len(drawables) == 1 and isinstance(drawables[0], Gimp.LayerMask):  # a selected mask: dream its layer
         drawables = [Gimp.Layer.from_mask(drawables[0])]
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
         return None, failure(procedure, 'DeepDream works on one layer at a time: select a single layer.',
                              Gimp.PDBStatusType.CALLING_ERROR)
     if MISSING is not None:
-        return None, failure(procedure, f'DeepDream needs the Python modules zmq and msgpack in the Python that '
-                                        f'runs GIMP\'s plug-ins ({sys.executable}): {MISSING}.\nOn Debian and '
-                                        f'Ubuntu: sudo apt install python3-zmq python3-msgpack; then restart GIMP.')
+        installer = 'install.ps1' if sys.platform == 'win32' else 'install.sh'
+        return None, failure(procedure, f'DeepDream cannot start: the module {MISSING.name or MISSING} is missing '
+                                        f'from its plug-in folder ({os.path.dirname(os.path.abspath(__file__))}). '
+                                        f'Run {installer} from your DeepDream folder again, then restart GIMP.')
     if run_mode == Gimp.RunMode.INTERACTIVE and not run_dialog(procedure, config):
         return None, procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     Gegl.init(None)
