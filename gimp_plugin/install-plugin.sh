@@ -4,9 +4,9 @@
 #   gimp_plugin/install-plugin.sh --venv VENV [--plugin-dir DIR] [--skip]
 #
 # Copies deepdream.py and the client library it imports (the package
-# daemon/deepdream_client, pure Python: zmq and msgpack) beside it into DIR/deepdream/, or into every GIMP 3.x user plug-ins folder found:
+# daemon/deepdream_client, pure Python) and msgpack's pure-Python files beside it into DIR/deepdream/, or into every GIMP 3.x user plug-ins folder found:
 # ~/.config/GIMP/3.*/plug-ins and Flatpak's ~/.var/app/org.gimp.GIMP/config/GIMP/3.*/plug-ins.
-# Checks that GIMP's Python can import zmq and msgpack, and records in
+# Records in
 # $XDG_CONFIG_HOME/deepdream/client.json how GIMP may start the daemon
 # ("start_command") and where to find it ("endpoint"), keeping keys already there.
 set -euo pipefail
@@ -45,6 +45,8 @@ flatpak_version() {
     flatpak info org.gimp.GIMP 2>/dev/null | sed -n 's/^ *Version: *\(3\.[0-9]*\).*/\1/p' | head -n1
 }
 
+msgpack_dir="$("$python" -c 'import msgpack, os; print(os.path.dirname(msgpack.__file__))')" \
+    || { echo "install-plugin.sh: $python has no msgpack; run install.sh first" >&2; exit 1; }
 targets=()
 if [ -n "$plugin_dir" ]; then
     targets+=("$plugin_dir")
@@ -76,39 +78,19 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 for target in "${targets[@]}"; do
     dest="$target/deepdream"
-    rm -rf "$dest/daemon" "$dest/deepdream_client"  # "daemon" held the client library before it had its own name
-    mkdir -p "$dest/deepdream_client"
+    rm -rf "$dest/daemon" "$dest/deepdream_client" "$dest/msgpack"  # "daemon" held the client library once
+    mkdir -p "$dest/deepdream_client" "$dest/msgpack"
     install -m 755 "$here/deepdream/deepdream.py" "$dest/deepdream.py"
     install -m 644 "$repo"/daemon/deepdream_client/*.py "$dest/deepdream_client/"
+    # msgpack's pure-Python files (its package falls back to fallback.py without the compiled _cmsgpack), so
+    # that GIMP's Python needs nothing installed: the client speaks ZMTP itself where pyzmq is missing.
+    install -m 644 "$msgpack_dir"/*.py "$dest/msgpack/"
     rm -rf "$dest/__pycache__"
     say "GIMP plug-in installed: $dest (Filters > DeepDream... after GIMP restarts)"
 done
 
-# GIMP runs Python plug-ins with the interpreter named in its pygimp.interp.
-gimp_python() {
-    local interp
-    for interp in /usr/lib/*/gimp/3.*/interpreters/pygimp.interp /usr/lib/gimp/3.*/interpreters/pygimp.interp \
-                  /usr/lib64/gimp/3.*/interpreters/pygimp.interp /usr/local/lib/*/gimp/3.*/interpreters/pygimp.interp; do
-        [ -f "$interp" ] && sed -n 's/^python3\{0,1\}=\(\/.*\)/\1/p' "$interp" | head -n1 && return
-    done
-    [ -n "$(native_version)" ] && command -v python3
-}
-if [ -z "$plugin_dir" ] || [ -n "$(native_version)" ]; then
-    gpy="$(gimp_python || true)"
-    if [ -n "$gpy" ] && [ -x "$gpy" ]; then
-        if "$gpy" -c 'import zmq, msgpack' 2>/dev/null; then
-            say "GIMP's Python ($gpy) has zmq and msgpack"
-        else
-            say "GIMP's Python ($gpy) cannot import zmq and msgpack, which the plug-in needs. Install them:"
-            note "Debian/Ubuntu: sudo apt install python3-zmq python3-msgpack"
-            note "Fedora: sudo dnf install python3-zmq python3-msgpack    Arch: sudo pacman -S python-pyzmq python-msgpack"
-        fi
-    fi
-    if [ -n "$(flatpak_version)" ]; then
-        say "Flatpak GIMP: its Python must have zmq and msgpack too; check with"
-        note "flatpak run --command=python3 org.gimp.GIMP -c 'import zmq, msgpack'"
-        note "and start the daemon yourself (or install.sh --service): GIMP in Flatpak cannot start it"
-    fi
+if [ -n "$(flatpak_version)" ]; then
+    say "Flatpak GIMP cannot start programs outside its sandbox: start the daemon yourself (or install.sh --service)"
 fi
 
 # Where GIMP finds the daemon and how it starts it when nobody has. A Flatpak
