@@ -11,6 +11,7 @@ Errors are one clear message on stderr and exit status 1; Ctrl-C exits 130
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -143,7 +144,33 @@ def build_parser():
                                description="Print what the daemon can dream with: layers, defaults, limits.")
     info.set_defaults(command=info_command)
     info.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+
+    relay = commands.add_parser(
+        "relay", help="relay this computer's plain clients (GIMP without pyzmq) to a remote daemon over CURVE",
+        description="Listen on a loopback address, unencrypted, for clients on this computer (GIMP's plug-in where "
+                    "its Python has no pyzmq, which CURVE needs), and pass their requests to a remote daemon over "
+                    "CURVE. Runs until Ctrl-C; the installer can run it as a user service (--relay-to).")
+    relay.set_defaults(command=relay_command)
+    relay.add_argument("--to", required=True, metavar="ENDPOINT", help="the remote daemon, e.g. tcp://gpu-box:5555")
+    relay.add_argument("--server-key", required=True, metavar="KEY",
+                       help="the remote daemon's CURVE public key: its server.key file, or the 40-character key")
+    relay.add_argument("--client-key", metavar="FILE",
+                       help="this relay's CURVE secret key file, for a daemon that lists authorized clients "
+                            "(default: a fresh key)")
+    relay.add_argument("--listen", default=DEFAULT_ENDPOINT, metavar="ENDPOINT",
+                       help=f"where local clients connect, a loopback address (default: {DEFAULT_ENDPOINT}, "
+                            "where GIMP looks when nothing else is set)")
     return parser
+
+
+def relay_command(args):
+    from . import relay
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s deepdream relay: %(message)s")
+    try:
+        relay.run(args.listen, args.to, args.server_key, args.client_key)
+    except SettingsError as error:
+        raise CommandError(str(error)) from None
 
 
 def add_dream_parameters(command):

@@ -201,8 +201,8 @@ def relay_advice(what):
     """Why a Python without pyzmq cannot use CURVE, and the one command that makes it work."""
     return (f"{what}, but this Python has no ZeroMQ library (pyzmq), so it cannot encrypt with CURVE. Run the "
             "relay from your DeepDream installation on this computer: deepdream relay --to tcp://HOST:5555 "
-            "--server-key SERVER_KEY_FILE (it listens on tcp://127.0.0.1:5556), then set the daemon address to "
-            "tcp://127.0.0.1:5556 and remove the keys from these settings")
+            "--server-key SERVER_KEY_FILE; it listens on tcp://127.0.0.1:5555, where GIMP looks by default, so "
+            "then remove the keys and the remote address from these settings")
 
 
 def resolve_transport(explicit=None):
