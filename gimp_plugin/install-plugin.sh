@@ -45,8 +45,12 @@ flatpak_version() {
     flatpak info org.gimp.GIMP 2>/dev/null | sed -n 's/^ *Version: *\(3\.[0-9]*\).*/\1/p' | head -n1
 }
 
-msgpack_dir="$("$python" -c 'import msgpack, os; print(os.path.dirname(msgpack.__file__))')" \
-    || { echo "install-plugin.sh: $python has no msgpack; run install.sh first" >&2; exit 1; }
+# msgpack's own folder, from the venv (else this checkout's, for a --venv without msgpack)
+msgpack_dir=""
+for candidate in "$python" "$repo/.venv/bin/python"; do
+    msgpack_dir="$("$candidate" -c 'import msgpack, os; print(os.path.dirname(msgpack.__file__))' 2>/dev/null)" && break
+done
+[ -n "$msgpack_dir" ] || { echo "install-plugin.sh: no msgpack in $python; run install.sh first" >&2; exit 1; }
 targets=()
 if [ -n "$plugin_dir" ]; then
     targets+=("$plugin_dir")

@@ -74,6 +74,8 @@ class Socket:
         self._frames = []  # the message being received
         self._messages = collections.deque()  # whole messages, for recv_multipart
         self._stall = DEFAULT_STALL_S
+        self._sending = False  # inside a message's write: a PONG must wait for its end (frames never interleave)
+        self._pong = None  # the context of a PING that came meanwhile
         self.closed = False
         self.problem = None  # why the last connection failed, in words (a bad greeting, CURVE asked, ERROR)
 
@@ -114,6 +116,16 @@ class Socket:
         self._check_open()
         if self._state != _READY:
             raise ZMTPError(f"not connected to {self._endpoint}")
+        self._sending = True
+        try:
+            self._write_message(frames)
+        finally:
+            self._sending = False
+        if self._pong is not None and self._sock is not None:
+            self._pong, context = None, self._pong
+            self._handshake(_command(b"PONG", context))
+
+    def _write_message(self, frames):
         small = bytearray()
         last = len(frames) - 1
         for index, frame in enumerate(frames):
@@ -307,7 +319,10 @@ class Socket:
             reason = data[1:1 + data[0]].decode("utf-8", "replace") if data else ""
             self._hang_up(f"the daemon at {self._endpoint} refused the connection: {reason or 'no reason given'}")
         elif name == b"PING" and len(data) >= 2:
-            self._handshake(_command(b"PONG", data[2:18]))  # the context, echoed (RFC 37)
+            if self._sending:  # our message is going out: libzmq counts that as life, and the PONG follows it
+                self._pong = data[2:18]
+            else:
+                self._handshake(_command(b"PONG", data[2:18]))  # the context, echoed (RFC 37)
         # PONG, SUBSCRIBE and commands of later versions: nothing to do for a DEALER
 
     def _handshake(self, data):
@@ -332,8 +347,12 @@ class Socket:
             except OSError as error:
                 self._hang_up(f"the connection broke ({error.strerror or error})")
                 continue
-            _, writable, _ = select.select([], [self._sock], [], self._stall)
-            if not writable:
+            # Full: while the peer drains it, answer its PINGs (libzmq drops a peer that leaves them unanswered
+            # for its heartbeat timeout, which a long send to a slow reader could pass) and keep what it sends.
+            readable, writable, _ = select.select([self._sock], [self._sock], [], self._stall)
+            if readable:
+                self._read()
+            elif not writable:
                 self._hang_up(f"the daemon took nothing for {self._stall:g} s")
                 raise ZMTPError(f"the daemon at {self._endpoint} took nothing of the message for {self._stall:g} s")
 
