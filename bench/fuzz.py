@@ -228,13 +228,23 @@ def exchange(endpoint, message, timeout=REPLY_TIMEOUT_S):
         deadline = time.monotonic() + timeout
         while sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
             frames = sock.recv_multipart()
-            header = msgpack.unpackb(frames[1] if frames[0] == b"" and len(frames) > 1 else frames[0])
+            header = msgpack.unpackb(frames[len(_envelope(message.frames, frames))])
             if header.get("type") in ("progress", "frame") and message.kind == "DEALER":
                 continue  # a DEALER hears its progress (and a zoom's frames), then the final reply
             return header, frames
         return None, []
     finally:
         sock.close()
+
+
+def _envelope(sent, frames):
+    """The envelope a reply came back in: the frames up to its first empty one (the delimiter), where the
+    request began with the same frames: a DEALER's frames before an empty one are taken for relays' hops
+    (protocol.md section 3), and their reply goes back through them. Empty when it has none."""
+    for index, frame in enumerate(frames[:-1]):
+        if frame == b"":
+            return frames[:index + 1] if frames[:index + 1] == sent[:index + 1] else []
+    return []
 
 
 def verdict(message, reply, frames):

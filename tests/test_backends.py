@@ -14,10 +14,11 @@ from daemon_process import start_daemon
 from deepdream_client.client import DreamClient
 
 OTHER_BACKENDS = ["jax", pytest.param("torch", marks=pytest.mark.torch)]
-# Measured on the 2-core Sapphire Rapids (bench/README.md, "Backends"): one octave, whole or tiled, is at
-# most 3 levels from TensorFlow's dream on JAX and PyTorch; the bound leaves a level for another CPU's
-# kernels, far below a different dream. The two-octave dream differs more (same section) and is only run.
-AGREEMENT_LEVELS = 4
+# Measured (bench/README.md, "Backends"): one octave, whole or tiled, is at most 3 levels from TensorFlow's dream on
+# JAX and PyTorch on a 2-core Sapphire Rapids, and JAX's tiled dream 5 on a 2-core AMD EPYC (CI's machine now: other
+# kernels, whose rounding gradient ascent amplifies). The bound leaves a level over that, far below a different dream.
+# The two-octave dream differs more (same section) and is only run.
+AGREEMENT_LEVELS = 6
 AGREEING_DREAMS = ("whole", "tiled")
 DAEMON_READY_TIMEOUT_S = 900  # loading the model, then JAX compiling the warm-up step, on 2 busy cores
 
