@@ -8,10 +8,8 @@ the plug-in reaches it on loopback.
 Every expectation about pixels is checked against what daemon/deepdream_client/client.py gets
 from the same daemon for the same pixels and parameters."""
 
-import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,7 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from daemon_process import free_port, start_daemon
 from deepdream_client.client import DreamClient
-from harness import REPO, poll, stop, wait_for
+from harness import poll, stop, wait_for
 from images import photo
 from interface import CANVAS, dream_and_undo, plugin_complaints, preview_then_failure
 
@@ -584,23 +582,3 @@ def test_interface_shows_the_dream_growing_and_a_failure_leaves_the_image_as_it_
     assert not title_before.startswith("*") and title_after == title_before, titles
     assert "2 layers" in title_preview
     assert not plugin_complaints(log), "\n".join(plugin_complaints(log))
-
-
-def test_install_says_when_it_changes_which_daemon_gimp_starts(tmp_path):
-    """A second install from another folder used to rewrite client.json silently."""
-    def install(venv):
-        run = subprocess.run([str(REPO / "gimp_plugin/install-plugin.sh"), "--venv", str(venv), "--plugin-dir",
-                              str(tmp_path / "plug-ins")], env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
-                             capture_output=True, text=True, check=True)
-        return run.stdout
-
-    config = tmp_path / "deepdream" / "client.json"
-    other = tmp_path / "other-checkout" / ".venv"
-    (other / "bin").mkdir(parents=True)
-    ours = REPO / ".venv"
-    assert f"starts the daemon when needed with {other}/bin/deepdream-daemon (recorded in {config})" in install(other)
-    assert "unchanged" in install(other)
-    changed = install(ours)
-    assert (f"Changed {config}: GIMP now starts the daemon with {ours}/bin/deepdream-daemon, "
-            f"no longer with {other}/bin/deepdream-daemon") in changed
-    assert json.loads(config.read_text())["start_command"] == [f"{ours}/bin/deepdream-daemon"]

@@ -2,6 +2,9 @@
 one line, never a Python repr. Standard library only: the engine quotes with it
 too, and its messages reach the wire."""
 
+import shlex
+import sys
+
 SHOWN_CHARS = 60  # how much of a client's value an error message or log line repeats
 _SHOWN_DEPTH = 2  # nesting shown before "[...]"
 
@@ -68,3 +71,16 @@ def _escaped(char):
         return char
     return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
         f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+
+
+def command_line(argv, system=None):
+    """A command as the user types it into their shell: POSIX sh quoting, or
+    PowerShell's on Windows (a quoted program needs `&` there to be run)."""
+    if (system or sys.platform) != "win32":
+        return shlex.join(str(arg) for arg in argv)
+    words = ["'" + arg.replace("'", "''") + "'" if _needs_quotes(arg) else arg for arg in map(str, argv)]
+    return ("& " if words and words[0].startswith("'") else "") + " ".join(words)
+
+
+def _needs_quotes(word):
+    return not word or any(char in word for char in " \t'\"`$&;(){}[]@#,|<>")

@@ -2,16 +2,19 @@
 
 The one "ping until ready" loop (wait_ready) that the GIMP plug-in, the CLI,
 the benchmarks and the tests use, and the auto-start the plug-in offers: the
-command install.sh records as "start_command" in client.json, run detached
-(the daemon outlives the program that started it), its output in
-$XDG_CACHE_HOME/deepdream/daemon.log. Messages are for the user, whole."""
+command the installer records as "start_command" in client.json, run detached
+(the daemon outlives the program that started it), its output in the cache
+folder's daemon.log (paths.py). Messages are for the user, whole, and fitted to
+the system: its shell, its installer, its GIMP's sandbox."""
 
 import os
 import subprocess
+import sys
 import time
 
 from .client import DaemonUnavailable, config_path, load_config
 from .paths import cache_file
+from .quoting import command_line
 from .vocabulary import DEFAULT_ENDPOINT
 
 PING_TIMEOUT = 3.0  # a live daemon answers a ping in milliseconds
@@ -54,47 +57,93 @@ def wait_ready(client, timeout=START_TIMEOUT, process=None, log_path=None, on_wa
 
 def ensure_daemon(client, timeout=START_TIMEOUT, on_wait=None):
     """The ready daemon's pong: a ping first; when none answers, the recorded
-    start_command is run (not inside a Flatpak, which cannot start programs
-    outside it) and waited for. NotReady, with what to do, when that cannot work."""
+    start_command is run (not from a sandboxed GIMP: Flatpak, Snap, Microsoft
+    Store, where the installer's user service starts the daemon) and waited for.
+    NotReady, with what to do, when that cannot work."""
     try:
         pong = client.ping(timeout=PING_TIMEOUT)
     except DaemonUnavailable:
-        command = load_config().get("start_command")
-        if not command or in_flatpak():
-            raise NotReady(start_command_hint(client.endpoint, command)) from None
+        settings = load_config()
+        command = settings.get("start_command")
+        if not command or sandbox():
+            service_start = settings.get("service_start")
+            raise NotReady(start_command_hint(client.endpoint, command,
+                                              service_start if isinstance(service_start, str) else None)) from None
         return wait_ready(client, timeout, start_daemon(command, client.endpoint), daemon_log_path(), on_wait)
     return pong if pong.get("state") == "ready" else wait_ready(client, timeout, on_wait=on_wait)
 
 
 def start_daemon(command, endpoint):
-    """Start the recorded command, detached (it outlives its starter) and told to
-    listen where the client looks; its output goes to daemon_log_path()."""
+    """Start the recorded command, detached (it outlives its starter, and on Windows
+    has no console window) and told to listen where the client looks; its output
+    goes to daemon_log_path()."""
     log_path = daemon_log_path()
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = command if isinstance(command, list) else [command]
     with open(log_path, "ab") as log:
+        options = dict(env={**os.environ, "DEEPDREAM_ENDPOINT": endpoint}, stdin=subprocess.DEVNULL, stdout=log,
+                       stderr=subprocess.STDOUT, close_fds=True)
         try:
-            return subprocess.Popen(command if isinstance(command, list) else [command],
-                                    env={**os.environ, "DEEPDREAM_ENDPOINT": endpoint},
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True)
+            if sys.platform != "win32":
+                return subprocess.Popen(argv, start_new_session=True, **options)
+            try:  # out of GIMP's job object too, where it allows that, so that closing GIMP leaves it running
+                return subprocess.Popen(argv, creationflags=_WINDOWS_DETACHED | _BREAKAWAY, **options)
+            except PermissionError:
+                return subprocess.Popen(argv, creationflags=_WINDOWS_DETACHED, **options)
         except OSError as error:
-            raise NotReady(f"Could not start the DeepDream daemon with {command}: {error}. "
-                           f'Run install.sh again, or fix "start_command" in {config_path()}.') from None
+            reason = error.strerror or str(error)
+            raise NotReady(f"Could not start the DeepDream daemon with {command_line(argv)}: {reason}. Run "
+                           f"{installer()} in your DeepDream folder again, or fix \"start_command\" in "
+                           f"{config_path()}.") from None
 
 
-def start_command_hint(endpoint, command):
-    """What to tell a user when no daemon answers and none can be started."""
-    line = " ".join(command) if isinstance(command, list) else (command or "deepdream-daemon")
-    if endpoint != DEFAULT_ENDPOINT:
-        line += f" --endpoint {endpoint}"
-    return (f"No DeepDream daemon answers at {endpoint}.\nStart it in a terminal with:\n    {line}\n"
-            + ("(GIMP runs as a Flatpak and cannot start it by itself.)" if in_flatpak() and command else
-               "(deepdream-daemon is in the .venv/bin folder of your DeepDream installation; running install.sh "
-               f"there records it in {config_path()} so that GIMP can start it by itself.)"))
+# No console window, its own process group (GIMP's Ctrl+C and console do not reach it).
+_WINDOWS_DETACHED = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000) | getattr(
+    subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)
+_BREAKAWAY = getattr(subprocess, "CREATE_BREAKAWAY_FROM_JOB", 0x01000000)
 
 
-def in_flatpak():
-    return os.path.exists("/.flatpak-info")
+def start_command_hint(endpoint, command, service_start=None):
+    """What to tell a user when no daemon answers and none can be started: the
+    command to type, in the shell their system has, and why GIMP did not."""
+    argv = command if isinstance(command, list) else [command or _daemon_in_venv()]
+    line = command_line(argv + (["--endpoint", endpoint] if endpoint != DEFAULT_ENDPOINT else []))
+    where = sandbox()
+    if where and service_start:
+        return (f"No DeepDream daemon answers at {endpoint}.\nGIMP runs as a {where} package and cannot start it "
+                f"by itself; the DeepDream service starts it when you log in. To start it now, run in "
+                f"{_shell()}:\n    {service_start}")
+    intro = f"No DeepDream daemon answers at {endpoint}.\nStart it in {_shell()} with:\n    {line}\n"
+    if where:
+        return intro + (f"(GIMP runs as a {where} package and cannot start it by itself. Run {installer()} "
+                        f"--service in your DeepDream folder to have it start whenever you log in.)")
+    return intro + (f"(It is in your DeepDream folder. Running {installer()} there records it in {config_path()}, "
+                    f"so that GIMP can start it by itself.)")
+
+
+def sandbox():
+    """The package format when this Python runs in one that cannot start programs
+    outside it (a Flatpak, a Snap, the Microsoft Store's GIMP), else None."""
+    if os.path.exists("/.flatpak-info"):
+        return "Flatpak"
+    if os.environ.get("SNAP_NAME"):
+        return "Snap"
+    if sys.platform == "win32" and "\\windowsapps\\" in sys.executable.lower():
+        return "Microsoft Store"
+    return None
+
+
+def installer():
+    """The installer's name on this system."""
+    return "install.ps1" if sys.platform == "win32" else "install.sh"
+
+
+def _shell():
+    return {"win32": "PowerShell", "darwin": "Terminal"}.get(sys.platform, "a terminal")
+
+
+def _daemon_in_venv():
+    return r".venv\Scripts\deepdream-daemon.exe" if sys.platform == "win32" else ".venv/bin/deepdream-daemon"
 
 
 def daemon_log_path():

@@ -15,9 +15,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 from PIL import Image
+
+from installer.plugin import copy_plugin
 
 REPO = Path(__file__).resolve().parents[2]
 PRELUDE = (Path(__file__).with_name("in_gimp.py")).read_text()
@@ -68,11 +71,9 @@ class GimpRoot:
         # once, the tests say so up front.
         (self.plugin_dir.parent / "gimprc").write_text("(show-welcome-dialog no)\n")
         mount_proc(self.root)
-        # install-plugin.sh writes client.json too; this run's copy goes into a scratch folder and
-        # the tests write the root's own where they need one.
-        env = {**os.environ, "XDG_CONFIG_HOME": str(self.work / "host-config")}
-        subprocess.run([str(REPO / "gimp_plugin/install-plugin.sh"), "--venv", str(REPO / ".venv"),
-                        "--plugin-dir", str(self.plugin_dir)], check=True, env=env, capture_output=True)
+        # The installer's own copy step (installer/plugin.py): the plug-in, the client library and msgpack's
+        # pure-Python files. The tests write the root's client.json where they need one.
+        copy_plugin(self.plugin_dir, os.path.dirname(msgpack.__file__))
         return self
 
     def cleanup(self):
