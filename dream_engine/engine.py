@@ -126,14 +126,13 @@ class DreamEngine:
         """UnknownLayer or InvalidParams for a `layers` key this model cannot dream."""
         networks.check_targets(self.network, targets)
 
-    def _dream_rgb(self, image, params, progress, should_stop, guide):
-        """Octave gradient ascent on the image's RGB, in the network's [-1, 1]
-        range; returns it and the function that puts it back in the image's
-        own form. The full-size original lives only here, so that it is freed
-        as soon as the last octave no longer needs it."""
-        original, restore = split(image)  # split's own copy: scaled in place, no second full-size array
-        original *= 2.0
-        original -= 1.0
+    def _dream_rgb(self, source, params, progress, should_stop, guide):
+        """Octave gradient ascent on the `source` image's RGB, in the network's
+        [-1, 1] range; returns it and the function that puts it back in the
+        image's own form. The full-size original lives only here, so that it
+        is freed while the last octave is dreamed (its peak) and made again
+        from `source` for the last octave's detail."""
+        original, restore = network_rgb(source)
         full_size, smaller = None, dream_shape(original.shape[:2], params.dream_size)
         if smaller:  # the network works on a scaled copy; the original waits for the dream's change
             full_size, original = original, shrink(original, smaller)
@@ -151,10 +150,12 @@ class DreamEngine:
         image = resize(original, shapes[0]) if len(shapes) > 1 else original
         shrunk_original = None  # the original at the previous octave's size, for the detail
         for octave, shape in enumerate(shapes):
-            if octave + 1 == len(shapes):
-                # The last octave needs neither; freed before the resize to full size,
-                # the job's peak (at 24 MP they are 0.45 GB).
-                original = shrunk_original = None
+            last = octave + 1 == len(shapes)
+            if last:
+                # Freed before the resize to full size, the job's peak (0.29 GB at 24 MP); the last
+                # detail takes it again from `source` (or scaled_input) once the octave is done. The
+                # shrunk copy (0.17 GB) stays for it: made again, its resize would cost as much memory.
+                original = None
             if octave:
                 image = resize(image, shape)
             guide_features = () if guide is None else self._guide_features(guide, shape, params.layers, compiled)
@@ -171,7 +172,16 @@ class DreamEngine:
                           "steps": params.steps, "fraction": done_work / total_work, "loss": loss,
                           "snapshot": dreaming.snapshot})
             image = dreaming.result()
-            if params.detail and octave + 1 < len(shapes):
+            if params.detail and last and shrunk_original is not None:
+                # The finest band, between the last two octave sizes, put back as after every
+                # octave (and as the Keras example does): without it every multi-octave dream
+                # came back softer than the photo. The upscaled shrunk copy is subtracted a band
+                # of rows at a time (add_scaled_up, resize's bilinear): no third full-size array.
+                image += scaled_input if smaller else network_rgb(source)[0]
+                add_scaled_up(image, np.negative(shrunk_original, out=shrunk_original))
+                np.clip(image, -1.0, 1.0, out=image)
+                shrunk_original = None
+            elif params.detail and not last:
                 # Put back what shrinking the original lost at this scale, so the
                 # next octave starts from the photo's detail, not from a blurred copy.
                 # (Nothing is lost yet at the first octave. The previous code
@@ -455,6 +465,15 @@ class _CompiledOnFirstCall:
             self._engine.compile_seconds += time.monotonic() - started
             self._tiny_inputs = None
         return self._function(*inputs)
+
+
+def network_rgb(image):
+    """(the image's RGB in the network's [-1, 1] range, split's restore): split's own
+    copy, scaled in place (no second full-size array); the same bits every call."""
+    rgb, restore = split(image)
+    rgb *= 2.0
+    rgb -= 1.0
+    return rgb, restore
 
 
 def canonical_layers(layers):

@@ -1,6 +1,9 @@
 """The fast paths compute what the plain ones do: folded batch norm, bfloat16,
-batched tiles, the buffer-reusing big-image step. Correctness only; the
+batched tiles, the buffer-reusing big-image step, and each of them (whole,
+tiled, dream size) gives back the photo a step of nothing. Correctness only; the
 timings live in bench/."""
+
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -23,6 +26,12 @@ def psnr(a, b, peak=255.0):
 @pytest.fixture(scope="module")
 def fast_engine():
     return DreamEngine(weights="random", precision="bfloat16")
+
+
+@pytest.fixture(scope="module")
+def half_engine():
+    """float16: what precision="auto" picks on a CUDA GPU (here it runs on the CPU)."""
+    return DreamEngine(weights="random", precision="float16")
 
 
 @pytest.mark.slow
@@ -85,17 +94,40 @@ def test_bfloat16_dream_is_close_to_float32(engine, fast_engine):
     assert np.corrcoef(change_exact.ravel(), change_fast.ravel())[0, 1] > 0.8
 
 
+# 1e-5 is the smallest step a request may take: three octaves of it change no pixel's level.
+NIL_DREAM = dict(octaves=3, steps=1, step_size=1e-5, jitter=8)
+
+
+@pytest.mark.parametrize("engine_name", ["engine", "fast_engine", pytest.param("half_engine", marks=pytest.mark.slow)],
+                         ids=["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("size, options", [((120, 160), {}), ((200, 260), {"tile_size": 128}),
+                                           ((360, 400), {"dream_size": 0.1})], ids=["whole", "tiled", "dream_size"])
+def test_a_dream_whose_step_does_nothing_gives_the_photo_back(request, engine_name, size, options):
+    # Detail re-injection puts back what each octave's shrinking lost, the finest
+    # band (between the last two octave sizes) too, as the Keras example does:
+    # without that last band the photo came back 3 levels softer on average.
+    engine = request.getfixturevalue(engine_name)
+    image = photo(*size, seed=2)
+    params = DreamParams(**NIL_DREAM, **options)
+    if "tile_size" in options:
+        assert len(engine.tile_layout(size, params)) > 1, "the full-size octave is dreamed in tiles"
+    dreamed = engine.dream(image, params)
+    assert np.abs(dreamed.astype(int) - image).max() <= 1
+    if engine_name == "engine" and not options:  # the same dream without detail: the photo blurred
+        blurred = engine.dream(image, replace(params, detail=False))
+        assert np.abs(blurred.astype(int) - image).mean() > 1
+
+
 @pytest.mark.slow
-def test_float16_gradient_keeps_the_float32_direction(engine):
+def test_float16_gradient_keeps_the_float32_direction(engine, half_engine):
     # float16 is what precision="auto" picks on a CUDA GPU. A mean's gradient is
     # about 1e-7 per activation, under float16's smallest normal number: before
     # loss scaling, 54% of a float16 gradient at 845x562 was exactly zero
     # (float32: 0.9%) and its correlation with float32's was 0.90.
-    half = DreamEngine(weights="random", precision="float16")
     image = photo(300, 400, seed=5).astype(np.float32)[None] / 127.5 - 1.0
     weights = np.ones(len(LAYERS), np.float32)
     exact = engine._compiled(LAYERS).tile_gradients(image, weights)[1].numpy().ravel()
-    fast = half._compiled(LAYERS).tile_gradients(image, weights)[1].numpy().ravel()
+    fast = half_engine._compiled(LAYERS).tile_gradients(image, weights)[1].numpy().ravel()
     assert np.mean(fast == 0) <= np.mean(exact == 0) + 0.01
     assert np.corrcoef(fast, exact)[0, 1] > 0.99
 
