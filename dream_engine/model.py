@@ -23,9 +23,10 @@ def describe_device():
 
 
 def resolve_precision(precision):
-    """"auto": mixed float16 on a CUDA GPU, mixed bfloat16 on a CPU with native
-    bfloat16 matmuls (AMX, AVX512_BF16), float32 anywhere else; the same rule
-    on every backend."""
+    """"auto": mixed float16 on a GPU (CUDA, or Apple's through PyTorch's mps,
+    where float16 is native), mixed bfloat16 on a CPU with native bfloat16
+    matmuls (AMX, AVX512_BF16), float32 anywhere else; the same rule on every
+    backend."""
     if precision not in PRECISIONS:
         raise InvalidParams("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
@@ -96,7 +97,8 @@ def step_mib_per_megapixel(precision, model, stride):
 
 def default_memory_budget_mib():
     """The memory one ascent step may use, from the device the network runs on:
-    on a GPU, half of what the backend can still allocate there; on a CPU, a
+    on a GPU, half of what the backend can still allocate there (Apple's GPU:
+    half of Metal's recommended working set not yet taken); on a CPU, a
     32nd of the RAM (the rest is for the model, the image's own full-size
     arrays, and everything else on the machine)."""
     backend = backends.current()

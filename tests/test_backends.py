@@ -58,3 +58,28 @@ def test_a_daemon_started_with_backend_serves_a_dream(backend):
             assert client.ping()["backend"] == backend
     assert dreamed.shape == image.shape and dreamed.dtype == image.dtype
     assert np.abs(dreamed.astype(int) - image).mean() > 1
+
+
+MPS_STUBS = '''
+import sys, types
+torch = types.ModuleType("torch")
+torch.OutOfMemoryError = type("OutOfMemoryError", (RuntimeError,), {})
+torch.cuda = types.SimpleNamespace(is_available=lambda: False)
+torch.mps = types.SimpleNamespace(recommended_max_memory=lambda: 12 * 2**30, driver_allocated_memory=lambda: 2**30)
+core = types.ModuleType("keras.src.backend.torch.core")
+core.get_device = lambda: "mps"
+sys.modules.update({"torch": torch, "keras.src.backend.torch.core": core})
+from dream_engine.backends import torch as backend
+print(backend.gpu_name(), backend.gpu_free_bytes(), backend.is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")), backend.is_out_of_memory(RuntimeError("shape mismatch")))
+'''
+
+
+def test_on_a_mac_the_torch_backend_says_it_dreams_on_apple_s_gpu():
+    """Keras's torch backend puts the model on Apple's GPU (mps) by itself: the engine's device, its
+    budget (Metal's working set) and its out-of-memory test follow. No Mac here: torch and Keras's
+    device choice are stand-ins that answer as on a Mac with mps; the engine's own code runs."""
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-c", MPS_STUBS], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": "daemon:.", "KERAS_BACKEND": "tensorflow", "PATH": "/usr/bin:/bin"})
+    assert run.stdout.split() == ["Apple", "GPU", "(Metal,", "mps)", str(11 * 2**30), "True", "False"], run.stderr

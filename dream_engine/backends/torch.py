@@ -43,14 +43,34 @@ def _argument(value):
     return value
 
 
+def device():
+    """Where Keras puts the model and its tensors: $KERAS_TORCH_DEVICE, else Apple's GPU (mps), else CUDA,
+    else the CPU; Keras decides it when it loads (keras/src/backend/torch/core.py), so it is asked, not guessed."""
+    from keras.src.backend.torch.core import get_device
+
+    return str(get_device())
+
+
+APPLE_GPU = "Apple GPU (Metal, mps)"
+
+
 def gpu_name():
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    where = device()
+    if where.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return APPLE_GPU if where == "mps" else None
 
 
 def gpu_free_bytes():
+    if device() == "mps":
+        # Apple's GPU shares the machine's memory: Metal's recommended working set for this process, less
+        # what its allocator already holds.
+        return max(0, torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
     free, _total = torch.cuda.mem_get_info()
     return free
 
 
 def is_out_of_memory(error):
-    return isinstance(error, torch.OutOfMemoryError)
+    # MPS reports running out as a RuntimeError ("MPS backend out of memory"), not torch's OutOfMemoryError.
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "MPS backend out of memory" in str(error))

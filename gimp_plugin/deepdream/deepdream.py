@@ -614,7 +614,7 @@ def add_dream_arguments(procedure):
     add_param(procedure, 'seed', 'S_eed', 'The same seed with the same values and image gives the same '
               'dream; change it for a variation')
     procedure.add_string_argument('endpoint', 'Dae_mon address', 'Where the DeepDream daemon listens; empty: '
-                                  '$DEEPDREAM_ENDPOINT, else the setting install.sh recorded, else '
+                                  '$DEEPDREAM_ENDPOINT, else the setting the installer recorded, else '
                                   f'{DEFAULT_ENDPOINT}', '', rw)
     dream_size = PARAMS['dream_size']
     add_param(procedure, 'dream-size', '_Dream size (megapixels)', 'A larger layer is dreamed at this size and '
@@ -652,7 +652,7 @@ class DeepDream(Gimp.PlugIn):
         procedure.set_menu_label('DeepDream _Zoom...' if zoom else '_DeepDream...')
         procedure.add_menu_path('<Image>/Filters')
         common = ('A preset other than "custom" sets layers, octaves, octave scale, steps and step size. The '
-                  f'endpoint, when empty, is $DEEPDREAM_ENDPOINT, else the one install.sh recorded, else '
+                  f'endpoint, when empty, is $DEEPDREAM_ENDPOINT, else the one the installer recorded, else '
                   f'{DEFAULT_ENDPOINT}.')
         if zoom:
             procedure.set_documentation(
