@@ -63,6 +63,9 @@ class DreamParams:
                 raise InvalidParams(
                     _named(key), f"unknown parameter; known parameters are {', '.join(sorted(known))}"
                 )
+        if "layers" in values and values["layers"] is None:  # None is the model's default inside, not on the wire
+            raise InvalidParams("layers", "must be a map of layer name to weight or a list of layer names, got null; "
+                                          "leave the key out to dream the model's default layers")
         return cls(**values)
 
     def to_dict(self):
@@ -70,6 +73,10 @@ class DreamParams:
 
 
 MAX_TARGET_CHARS = 1000  # a layer name and its channel list (a few hundred channels), as a request may spell it
+# The most distinct targets (a layer, or a set of its channels) one dream may name: each is an output of the
+# compiled step, and compiling, which a cancel cannot stop, grows with them (docs/protocol.md, section 11, has
+# the measurement). Channels within one target cost nothing more.
+MAX_TARGETS = 16
 
 
 def _named(name):
@@ -99,21 +106,28 @@ def _check_layers(layers):
     engine that knows the model."""
     if not isinstance(layers, (list, tuple, dict)) or not layers:
         raise InvalidParams("layers", "must be a non-empty map of layer name to weight, or a list of layer names")
-    for name in layers:  # before a list becomes a dict: a list or map as a name cannot be a key
+    if len(layers) > MAX_TARGETS:  # before any is parsed: a 64 KiB header holds thousands
+        raise InvalidParams("layers", f"names {len(layers)} targets; a dream may name at most {MAX_TARGETS} (each "
+                                      f"costs compiling time and memory): put channels of one layer in one key, "
+                                      f"e.g. mixed5[12,87,301]")
+    for name in layers:  # before the pairs are read: a list or map as a name cannot be a key
         if not isinstance(name, str) or not name:
             raise InvalidParams("layers", f"layer names must be non-empty strings, got {shown(name)}")
-    if not isinstance(layers, dict):
-        layers = {name: 1.0 for name in layers}
+    # A list's names weigh 1 each; read as pairs, not turned into a dict, so that a name listed twice is
+    # refused below as a map's two spellings of one target are, not silently merged.
+    pairs = layers.items() if isinstance(layers, dict) else ((name, 1.0) for name in layers)
     checked = {}
-    for name, weight in layers.items():
+    for name, weight in pairs:
         if len(name) > MAX_TARGET_CHARS:  # the parser's messages repeat the name
-            raise InvalidParams("layers", f"a layer name of {len(name)} characters: {shown(name)}")
+            raise InvalidParams("layers", f"a layer key may have at most {MAX_TARGET_CHARS} characters (a name "
+                                          f"and its channel list), this one has {len(name)}: {shown(name)}")
         try:
             key = target_key(*split_target(name))
         except ValueError as error:
             raise InvalidParams("layers", str(error)) from None
         if key in checked:
-            raise InvalidParams("layers", f"{shown(name)} names the same target as {shown(key)}; name it once")
+            raise InvalidParams("layers", f"{shown(name)} names the target {shown(key)} a second time; name each "
+                                          f"target once")
         _check_float(f"layers.{_named(name)}", weight, *LAYER_WEIGHTS)
         checked[key] = float(weight)
     if not any(checked.values()):

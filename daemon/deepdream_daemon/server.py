@@ -102,7 +102,7 @@ class Server:
                 raise ProtocolError(BAD_REQUEST, "the message has no header frame")
             header = unpack(body[0].bytes)
             request_id = field(header, "id", str, default=None)  # first: every later error can name it
-            if len(body) > 3 or (len(body) == 3 and "guide" not in header):
+            if len(body) > 3 or (len(body) == 3 and header.get("guide") is None):  # `guide: null` describes none
                 parts = count - len(envelope)
                 raise ProtocolError(BAD_REQUEST, f"the message has {parts} frames after the envelope; a request is "
                                                    f"a header frame and at most one payload frame (two with `guide`)")
@@ -148,9 +148,12 @@ class Server:
 
     def _info(self, envelope, request_id, header, payload):
         self._require_ready()
+        from dream_engine.params import MAX_TARGET_CHARS, MAX_TARGETS  # imported already: the worker is ready
+
         limits = {"max_pixels": self.settings.max_pixels, "max_message_bytes": self.settings.max_message_bytes,
                   "max_header_bytes": MAX_HEADER_BYTES, "queue_length": self.settings.queue_length,
-                  "min_side": MIN_SIDE, "dtypes": list(DTYPE_SIZES), "channels": list(CHANNELS)}
+                  "min_side": MIN_SIDE, "dtypes": list(DTYPE_SIZES), "channels": list(CHANNELS),
+                  "max_targets": MAX_TARGETS, "max_target_chars": MAX_TARGET_CHARS}
         default_model = self.worker.catalog[DEFAULT_MODEL]  # described when it was loaded, before "ready"
         return {"type": "info", "id": request_id, "layers": list(default_model["layers"]),
                 "layer_channels": dict(default_model["layers"]),
@@ -188,11 +191,12 @@ class Server:
         description = header.get("image")
         size = payloads.inspect(description, len(payload) if payload is not None else 0, self.settings.max_pixels)
         guide = header.get("guide")
-        if guide is not None:  # the second image: described like `image`, its bytes in the third frame
-            if guide_payload is None:
+        if "guide" in header:  # a second image, described like `image` (null is no map), its bytes in a third frame
+            if guide_payload is None and isinstance(guide, dict):
                 raise ProtocolError(BAD_REQUEST, "`guide` describes a second image: its bytes go in a third frame, "
                                                  "after the image's")
-            payloads.inspect(guide, len(guide_payload), self.settings.max_pixels, name="guide")
+            payloads.inspect(guide, len(guide_payload) if guide_payload is not None else 0, self.settings.max_pixels,
+                             name="guide")
         key = (_route(envelope), request_id)
         if key in self.active:
             # Answered under the same id as the dream that goes on: `duplicate_id` tells a

@@ -1,0 +1,81 @@
+"""Issue 22's fuzz findings against one real deepdream-daemon: what one request may cost it (targets, a guide of
+any shape, a zoom whose client reads nothing) and the wire's rules for null and repeated keys."""
+
+import msgpack
+import pytest
+
+from daemon_process import start_daemon
+from images import photo
+from raw_wire import LONG, TINY, call, connect, dream_request, final, ping, receive, request, send
+
+PROMPTLY_S = 30
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    with start_daemon() as process:
+        yield process
+
+
+def channel_targets(layer, count, first=0):
+    return {f"{layer}[{channel}]": 1.0 for channel in range(first, first + count)}
+
+
+def test_more_targets_than_the_limit_are_refused_at_once_and_a_dream_at_the_limit_is_served(daemon):
+    limits = call(daemon.endpoint, request("info"))[0]["limits"]
+    assert limits["max_targets"] == 16 and limits["max_target_chars"] == 1000
+    image = photo(96, 96)
+    # The fuzz's dream: 2,500 channel targets in a 55 KB header held the daemon for minutes.
+    many = {**channel_targets("mixed10", 2048), **channel_targets("mixed9", 452)}
+    reply, _ = call(daemon.endpoint, *dream_request(image, {**TINY, "layers": many}), timeout=5)
+    assert reply["code"] == "INVALID_PARAMS", reply
+    assert "2500 targets; a dream may name at most 16" in reply["message"] and "in one key" in reply["message"]
+    reply, _ = call(daemon.endpoint, *dream_request(image, {**TINY, "layers": channel_targets("mixed3", 17)}), 5)
+    assert reply["code"] == "INVALID_PARAMS" and "17 targets" in reply["message"], reply
+
+    reply, _ = call(daemon.endpoint, *dream_request(image, {**TINY, "layers": channel_targets("mixed3", 16)}))
+    assert reply["type"] == "result" and len(reply["stats"]["layers"]) == 16, reply
+    # A new set of 16, cancelled as it starts (compiling: its first event is the "starting" heartbeat, or its
+    # first step): it ends at the step after, never dreaming its 1000.
+    sock = connect(daemon.endpoint)
+    try:
+        header, payload = dream_request(image, {**LONG, "layers": channel_targets("mixed4", 16)}, progress=True)
+        send(sock, header, payload)
+        replies = [receive(sock, PROMPTLY_S)[0]]
+        while replies[-1].get("queued", 0):  # the first heartbeat may come before the worker takes it
+            replies.append(receive(sock, PROMPTLY_S)[0])
+        send(sock, request("cancel", target=header["id"]))
+        while replies[-1]["id"] != header["id"] or replies[-1]["type"] == "progress":
+            replies.append(receive(sock, PROMPTLY_S)[0])
+    finally:
+        sock.close()
+    assert any(reply["type"] == "cancelled" and reply["found"] for reply in replies), replies
+    assert replies[-1]["code"] == "CANCELLED", replies[-1]
+    assert max(reply["step"] for reply in replies if reply["type"] == "progress") <= 3
+    assert ping(daemon.endpoint)["busy"] is False
+
+
+@pytest.mark.parametrize("params, guide, code, words", [
+    ({"layers": None}, "absent", "INVALID_PARAMS", "got null; leave the key out"),
+    ({"layers": ["mixed4", "mixed4"]}, "absent", "INVALID_PARAMS", "a second time; name each target once"),
+    ({"layers": {"mixed5[1,2]": 1.0, "mixed5[2, 1]": 1.0}}, "absent", "INVALID_PARAMS", "a second time"),
+    ({"layers": {"mixed5[" + ",".join(map(str, range(300))) + "]": 1.0}}, "absent", "INVALID_PARAMS",
+     "at most 1000 characters"),
+    ({}, "null with a third frame", "BAD_REQUEST", "two with `guide`"),
+    ({}, "null", "BAD_REQUEST", "`guide` must be a map"),
+])
+def test_null_keys_and_repeated_targets_are_refused_as_the_rules_say(daemon, params, guide, code, words):
+    header, payload = dream_request(photo(80, 90), {**TINY, **params})
+    frames = [payload]
+    if guide != "absent":
+        header["guide"] = None
+    if guide == "null with a third frame":
+        frames.append(photo(80, 90).tobytes())
+    sock = connect(daemon.endpoint)
+    try:
+        sock.send_multipart([b"", msgpack.packb(header), *frames])
+        reply, _data, _events = final(sock)
+    finally:
+        sock.close()
+    assert reply["type"] == "error" and reply["code"] == code and words in reply["message"], reply
+    assert ping(daemon.endpoint)["state"] == "ready"
