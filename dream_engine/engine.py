@@ -247,12 +247,17 @@ class DreamEngine:
 
     def _guide_image(self, guide, dream_size, targets):
         """The guide in the network's [-1, 1] RGB, no larger than the largest
-        octave's guide needs to be (its full size may be far larger)."""
+        octave's guide needs to be (its full size may be far larger). Scaled
+        down first, in its own dtype and a colour channel at a time (shrink),
+        so that no guide, whatever its shape, has a full-size float RGB copy:
+        a 75 x 533,333 gray guide's was 0.5 GB (and a 1.4 GB peak)."""
+        largest = guide_shape(guide.shape[:2], min(dream_size[0] * dream_size[1], self.largest_piece(targets)))
+        if largest[0] * largest[1] < guide.shape[0] * guide.shape[1]:  # by area: a side may be at MIN_SIDE already
+            guide = shrink(guide[..., :3] if guide.shape[2] >= 3 else guide[..., :1], largest)  # alpha is not used
         guide, _restore = split(guide)
         guide *= 2.0
         guide -= 1.0
-        largest = guide_shape(guide.shape[:2], min(dream_size[0] * dream_size[1], self.largest_piece(targets)))
-        return resize(guide, largest) if largest[0] < guide.shape[0] else guide
+        return guide
 
     def _guide_features(self, guide, shape, targets, compiled):
         """Each target's guide features for an octave of `shape`: the guide
