@@ -120,7 +120,7 @@ def _check_layers(layers):
     for name, weight in pairs:
         if len(name) > MAX_TARGET_CHARS:  # the parser's messages repeat the name
             raise InvalidParams("layers", f"a layer key may have at most {MAX_TARGET_CHARS} characters (a name "
-                                          f"and its channel list), this one has {len(name)}: {shown(name)}")
+                                          f"and its channel list); this one has {len(name)} characters: {shown(name)}")
         try:
             key = target_key(*split_target(name))
         except ValueError as error:
