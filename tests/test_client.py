@@ -256,6 +256,7 @@ def test_curve_round_trip(tmp_path):
     keys = tmp_path / "keys"
     keys.mkdir(mode=0o700)
     zmq.auth.create_certificates(str(keys), "server")  # the daemon uses these rather than making its own
+    (keys / "server.key_secret").chmod(0o600)  # as the daemon requires of a secret key
     with start_daemon("--curve-keys", str(keys)) as secured:
         with DreamClient(secured.endpoint, curve_server_key=str(keys / "server.key")) as client:
             assert client.ping()["state"] == "ready"
@@ -270,6 +271,7 @@ def test_a_curve_client_key_file_works(tmp_path):
     keys = tmp_path / "keys"
     keys.mkdir(mode=0o700)
     zmq.auth.create_certificates(str(keys), "server")
+    (keys / "server.key_secret").chmod(0o600)
     zmq.auth.create_certificates(str(keys), "me")
     with start_daemon("--curve-keys", str(keys)) as secured:
         server_key = (keys / "server.key").read_text().split('public-key = "')[1][:40]  # the Z85 text itself

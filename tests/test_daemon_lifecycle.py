@@ -146,6 +146,44 @@ def test_a_damaged_server_key_is_one_line(tmp_path):
     assert "server.key_secret is damaged" in line and "make a new pair" in line
 
 
+@pytest.mark.parametrize("case, words", [
+    ("secret key 0644", "permissions 0644 for the secret key {keys}/server.key_secret are too open: other users "
+                        "could read it and pose as this daemon. Run: chmod 600 {keys}/server.key_secret"),
+    ("folder 0755", "permissions 0755 for the key folder {keys} are too open: other users could list and read the "
+                    "daemon's keys. Run: chmod 700 {keys}"),
+    ("authorized folder 0777", "for the authorized keys' folder {keys}/authorized_clients are too open: other users "
+                               "could add keys of their own. Run: chmod go-w {keys}/authorized_clients"),
+    ("client key 0666", "permissions 0666 for the client key {keys}/authorized_clients/alice.key are too open"),
+    ("unreadable client key", "cannot read the client key {keys}/authorized_clients/bob.key ("),
+    ("damaged client key", "the client key {keys}/authorized_clients/bob.key holds no CURVE public key"),
+])
+def test_keys_others_could_read_or_change_are_refused_at_start_naming_the_chmod(tmp_path, case, words):
+    """As ssh refuses a private key others can read: the daemon used such keys without a word, and one
+    unreadable file in authorized_clients/ left it answering no client at all."""
+    import zmq.auth
+
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    zmq.auth.create_certificates(str(keys), "server")
+    (keys / "server.key_secret").chmod(0o644 if case == "secret key 0644" else 0o600)
+    authorized = keys / "authorized_clients"
+    authorized.mkdir()
+    zmq.auth.create_certificates(str(tmp_path), "alice")
+    (authorized / "alice.key").write_bytes((tmp_path / "alice.key").read_bytes())
+    if case == "folder 0755":
+        keys.chmod(0o755)
+    elif case == "authorized folder 0777":
+        authorized.chmod(0o777)
+    elif case == "client key 0666":
+        (authorized / "alice.key").chmod(0o666)
+    elif case == "unreadable client key":
+        (authorized / "bob.key").mkdir()  # unreadable even to root, who reads a file of mode 000
+    elif case == "damaged client key":
+        (authorized / "bob.key").write_text("not a key\n")
+    line = one_line_error(run_daemon("--curve-keys", str(keys), "--endpoint", f"tcp://0.0.0.0:{free_port()}"))
+    assert words.format(keys=keys) in line, line
+
+
 @pytest.mark.slow
 def test_curve_round_trip_with_keys_on_a_non_loopback_bind(tmp_path):
     keys = tmp_path / "keys"

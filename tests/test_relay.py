@@ -24,6 +24,7 @@ def keys(tmp_path_factory):
     folder = tmp_path_factory.mktemp("keys")
     folder.chmod(0o700)
     zmq.auth.create_certificates(str(folder), "server")
+    (folder / "server.key_secret").chmod(0o600)  # the daemon refuses a secret key others may read
     return folder
 
 

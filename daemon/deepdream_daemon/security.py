@@ -91,11 +91,13 @@ def bind(router, endpoint):
 
 
 def server_keys(folder):
-    """(public, secret) of the daemon, created in `folder` (0700, key files 0600) on first use."""
+    """(public, secret) of the daemon, created in `folder` (0700, key files 0600) on first use. As ssh
+    does with ~/.ssh, a folder or secret key others may read (or that another user owns) is refused."""
     import zmq.auth
 
     folder = Path(folder).expanduser()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _refuse_shared(folder, stat.S_IRWXG | stat.S_IRWXO, "700", "the key folder", "list and read the daemon's keys")
     secret_file = folder / f"{SERVER_KEY_NAME}.key_secret"
     if not secret_file.exists():
         old_umask = os.umask(0o077)  # the secret must never exist readable by others, not even briefly
@@ -115,6 +117,7 @@ def server_keys(folder):
         raise ConfigError(f"the key file {secret_file} is damaged: it holds no matching CURVE key pair. Move it "
                           f"and {folder / 'server.key'} away to make a new pair (clients then need the new "
                           f"server.key)")
+    _refuse_shared(Path(secret_file), stat.S_IRWXG | stat.S_IRWXO, "600", "the secret key", "read it and pose as this daemon")
     return public, secret
 
 
@@ -132,13 +135,52 @@ def start_curve(context, router, folder):
     authorized = Path(folder).expanduser() / AUTHORIZED_CLIENTS
     if authorized.is_dir() and any(authorized.glob("*.key")):
         try:
-            authenticator.configure_curve(domain="*", location=str(authorized))
-        except ValueError as error:
+            check_client_keys(authorized)
+        except ConfigError:
             authenticator.stop()
-            raise ConfigError(f"a client key in {authorized} is damaged ({error})") from None
+            raise
+        # (pyzmq logs a key file it cannot load and then allows no client at all: hence the check first.)
+        authenticator.configure_curve(domain="*", location=str(authorized))
         log.info("CURVE on: only clients whose keys are in %s may connect", authorized)
     else:
         authenticator.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
         log.info("CURVE on: any client that knows the server key may connect (put client keys in %s to restrict)",
                  authorized)
     return authenticator
+
+
+def check_client_keys(authorized):
+    """Refuse, naming it, a file in authorized_clients/ that others may change (they could authorize
+    themselves) or that holds no readable CURVE public key; the folder too, if others may write to it."""
+    import zmq.auth
+    from zmq.utils import z85
+
+    _refuse_shared(authorized, stat.S_IWGRP | stat.S_IWOTH, "go-w", "the authorized keys' folder",
+                   "add keys of their own")
+    for path in sorted(authorized.glob("*.key")):
+        try:
+            _refuse_shared(path, stat.S_IWGRP | stat.S_IWOTH, "go-w", "the client key", "replace it with their own")
+            public, _ = zmq.auth.load_certificate(str(path))
+            z85.decode(public)
+            intact = len(public) == 40
+        except OSError as error:
+            raise ConfigError(f"cannot read the client key {path} ({error.strerror or error}): make it readable by "
+                              f"the user the daemon runs as (chmod 644 {path}), or move it out of {authorized}") \
+                from None
+        except (ValueError, KeyError, TypeError):  # no public-key line, or one that is not Z85 text
+            intact = False
+        if not intact:
+            raise ConfigError(f"the client key {path} holds no CURVE public key (the public .key file of a "
+                              f"pair zmq.auth made): replace it, or move it out of {authorized}")
+
+
+def _refuse_shared(path, forbidden, chmod, what, could):
+    """ssh's rule for its own files: ConfigError, one line with the chmod to run, when `path` has any
+    of the `forbidden` mode bits or another user owns it."""
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"{what} {path} belongs to another user (uid {info.st_uid}), who could {could}: use a "
+                          f"folder of your own for --curve-keys")
+    if info.st_mode & forbidden:
+        raise ConfigError(f"permissions {stat.S_IMODE(info.st_mode):04o} for {what} {path} are too open: other users "
+                          f"could {could}. Run: chmod {chmod} {path}")
