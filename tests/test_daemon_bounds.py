@@ -4,17 +4,19 @@ any shape, a zoom whose client reads nothing) and the wire's rules for null and 
 import msgpack
 import numpy as np
 import pytest
+import zmq
 
 from daemon_process import start_daemon
 from images import photo
-from raw_wire import LONG, TINY, call, connect, dream_request, final, ping, receive, request, send
+from raw_wire import LONG, TINY, call, connect, dream_request, final, ping, receive, request, send, wait_for
 
+FRAME_WAIT_S = 2  # the daemon's --frame-wait here: how long a zoom waits for a client that takes no frame
 PROMPTLY_S = 30
 
 
 @pytest.fixture(scope="module")
 def daemon():
-    with start_daemon() as process:
+    with start_daemon("--frame-wait", str(FRAME_WAIT_S)) as process:
         yield process
 
 
@@ -112,3 +114,57 @@ def test_a_guide_of_any_shape_is_scaled_down_before_a_large_copy_exists(daemon):
     # The guide's own 40 MB frame is in the peak (received, then read in place); a float RGB copy would be 480.
     assert resident(daemon, "VmHWM") - before < 250, "the guide grew to a large array in the daemon"
     assert resident(daemon, "VmRSS") - before < 150
+
+
+def rgba_float(height, width):
+    rgb = photo(height, width).astype(np.float32) / 255.0
+    return np.concatenate([rgb, np.ones((height, width, 1), np.float32)], axis=2)
+
+
+def test_a_zoom_whose_client_reads_nothing_holds_a_few_frames_and_stops(daemon):
+    """The fuzz's finding: 40 frames for a client that stays connected but never reads piled up in the
+    daemon (+190 MiB), and `frames` may be 10,000. Now the zoom waits for the client to take each frame
+    (ZeroMQ queues a few), then stops with CANCELLED, and what was sent still arrives, in order."""
+    image = rgba_float(256, 256)  # 1 MiB a frame: the system's socket buffers hold only a few
+    header, payload = dream_request(image, {**TINY, "octaves": 1, "steps": 1})
+    header.update(op="zoom", zoom={"frames": 200, "scale": 1.05})
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 1)  # this client's ZeroMQ reads nothing ahead for it either
+    sock.setsockopt(zmq.RCVBUF, 64 * 1024)
+    sock.connect(daemon.endpoint)
+    try:
+        send(sock, header, payload)
+        wait_for(lambda: ping(daemon.endpoint)["busy"], PROMPTLY_S, "the zoom starts")
+        wait_for(lambda: not ping(daemon.endpoint)["busy"], 60, "the zoom stops for a client that reads nothing")
+        indices = []
+        while True:
+            reply, data = receive(sock, PROMPTLY_S)
+            if reply["type"] != "frame":
+                break
+            assert len(data) == 256 * 256 * 4 * 4
+            indices.append(reply["index"])
+        assert not sock.poll(500), "nothing comes after the final reply"
+    finally:
+        sock.close()
+    assert reply["type"] == "error" and reply["code"] == "CANCELLED" and "--frame-wait" in reply["message"], reply
+    assert indices == list(range(1, len(indices) + 1)), "the frames sent all arrive, in order"
+    assert len(indices) < 40, f"{len(indices)} of 200 frames were dreamed for a client that read none"
+    assert "took no frame for 2 s; stopping the zoom" in daemon.log_text()
+
+
+def test_results_for_a_client_that_reads_late_all_arrive(daemon):
+    """ZeroMQ queues SEND_HWM (8) messages for a client: the results beyond wait in the daemon, in order."""
+    sock = connect(daemon.endpoint)
+    try:
+        sent = []
+        for seed in range(12):
+            header, payload = dream_request(photo(80, 80, seed=seed), {**TINY, "seed": seed})
+            send(sock, header, payload)
+            sent.append(header["id"])
+        wait_for(lambda: ping(daemon.endpoint)["queued"] == 0 and not ping(daemon.endpoint)["busy"], 120,
+                 "the twelve dreams are done")
+        received = [receive(sock, PROMPTLY_S)[0] for _ in sent]
+    finally:
+        sock.close()
+    assert [reply["id"] for reply in received] == sent and all(reply["type"] == "result" for reply in received)

@@ -38,11 +38,13 @@ DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}  # raw sample types and th
 CHANNELS = (1, 2, 3, 4)  # gray, gray + alpha, RGB, RGBA
 
 # Why a dream ended early (the daemon's word for it), its error code and what the client is told.
-STOP_CODES = {"cancel": CANCELLED, "vanished": CANCELLED, "shutdown": SHUTTING_DOWN}
+STOP_CODES = {"cancel": CANCELLED, "vanished": CANCELLED, "shutdown": SHUTTING_DOWN, "unread": CANCELLED}
 STOP_MESSAGES = {
     "cancel": "the dream was cancelled, as asked",
     "vanished": "the client went away, so its dream was stopped",
     "shutdown": "the daemon is shutting down; send the dream again once it is back",
+    "unread": "the client took none of the zoom's frames for the daemon's --frame-wait seconds, so the zoom was "
+              "stopped; read each frame as it comes (the frames sent are kept: resume from the last one)",
 }
 
 # -- the engine and its limits ------------------------------------------------------------------------

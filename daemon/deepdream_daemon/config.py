@@ -45,6 +45,7 @@ class Settings:
     compiled_layer_sets: int = 8
     models_dir: str = ""  # "": data_dir("models") (see finish()); the worker creates it when missing
     max_models: int = 2  # networks kept loaded; the least recently used is dropped beyond it
+    frame_wait: int = 60  # seconds a zoom waits for its client to take a frame, then stops (the client reads nothing)
     print_device: bool = False  # a command, not a setting: say what would dream (backend, device, precision), exit
 
     def finish(self):
@@ -60,7 +61,7 @@ class Settings:
                 raise ConfigError(f"{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.memory_budget < 0:
             raise ConfigError(f"--memory-budget must be 0 (automatic) or a number of MiB, got {self.memory_budget}")
-        for name in ("queue_length", "max_pixels", "compiled_layer_sets", "max_models"):
+        for name in ("queue_length", "max_pixels", "compiled_layer_sets", "max_models", "frame_wait"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_flag(name)} must be at least 1, got {getattr(self, name)}")
         self.models_dir = str(Path(self.models_dir).expanduser() if self.models_dir else data_dir("models"))
@@ -101,6 +102,8 @@ OPTIONS = (
      "$XDG_DATA_HOME/deepdream/models, created when missing)"),
     ("max_models", int, "N", "networks kept loaded (each takes its parameters' memory and more); the least "
      "recently used is dropped beyond it (default 2)"),
+    ("frame_wait", int, "SECONDS", "how long a zoom waits for its client to take a frame when the client reads "
+     "none (the daemon holds a few of its frames, not more); then the zoom is stopped (default 60)"),
 )
 
 

@@ -24,12 +24,36 @@ class Job:
     stop_reason: str = ""  # "", or the error code the dream ends with: CANCELLED / SHUTTING_DOWN
     last_progress: dict = None  # the newest progress event sent, repeated as a liveness probe
     last_sent: float = 0.0
+    # A zoom's frames the worker posted that the I/O thread has not handed to ZeroMQ yet (its client's
+    # queue there was full): the worker waits for them before it dreams another frame.
+    _unsent_frames: int = 0
+    _frames: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def stop(self, code):
         """Ask the dream to end at its next step (or tile) with error `code`.
-        A plain attribute is enough: the worker only polls it, and the first reason wins."""
+        A plain attribute is enough: the worker only polls it, and the first reason wins.
+        A zoom waiting for its client to take a frame stops waiting."""
         if not self.stop_reason:
             self.stop_reason = code
+        with self._frames:
+            self._frames.notify_all()
+
+    def frame_posted(self):
+        """The worker: a frame is on its way to the I/O thread."""
+        with self._frames:
+            self._unsent_frames += 1
+
+    def frame_sent(self):
+        """The I/O thread: a frame is in ZeroMQ's queue for the client (or the client is gone)."""
+        with self._frames:
+            self._unsent_frames -= 1
+            self._frames.notify_all()
+
+    def wait_for_frames(self, timeout):
+        """The worker: wait until every frame posted is in ZeroMQ's queue, or the job is stopped;
+        False when `timeout` seconds passed first (the client takes no frames)."""
+        with self._frames:
+            return self._frames.wait_for(lambda: self._unsent_frames <= 0 or self.stop_reason, timeout)
 
 class QueueFull(Exception):
     pass

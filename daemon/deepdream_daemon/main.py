@@ -11,7 +11,7 @@ import zmq
 from . import security
 from .config import ConfigError, load_settings
 from .jobs import JobQueue
-from .server import Server
+from .server import SEND_HWM, Server
 from .worker import Outbox, Worker
 
 log = logging.getLogger("deepdream.daemon")
@@ -118,7 +118,8 @@ def make_router(context, settings):
     router = context.socket(zmq.ROUTER)
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished peer fails: our liveness probe
     router.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)  # bigger messages are dropped unread
-    router.setsockopt(zmq.SNDHWM, 0)  # replies are bounded by the queue; never drop a result for a slow reader
+    # A few messages queued per client in ZeroMQ; what must arrive waits beyond them in the server's backlog.
+    router.setsockopt(zmq.SNDHWM, SEND_HWM)
     router.setsockopt(zmq.LINGER, LINGER_MS)
     router.setsockopt(zmq.IPV6, 1)  # so that tcp://[::1]:PORT works; IPv4 addresses are unaffected
     return router

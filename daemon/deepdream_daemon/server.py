@@ -8,8 +8,16 @@ Dreams that asked for progress get one at least every HEARTBEAT_S, even while
 queued or inside a long step, so a vanished DEALER client (GIMP kills a plug-in
 whose progress bar is cancelled) is noticed within about a second. A REQ client
 cannot receive anything but its one reply, so it cannot be probed: its dream
-runs to the end even if it went away."""
+runs to the end even if it went away.
 
+A client's messages wait in ZeroMQ's queue for it up to SEND_HWM; beyond it,
+a message that must arrive (a final reply, a zoom's frame) waits in the
+client's backlog here, in order, and one that need not (a progress event,
+stale by the time the client reads) is dropped. A zoom's worker waits while
+its frame is in the backlog (Job.wait_for_frames), so a client that stays
+connected but reads nothing holds a few frames, not a zoom's thousands."""
+
+import collections
 import errno
 import logging
 import time
@@ -29,6 +37,10 @@ log = logging.getLogger("deepdream.daemon")
 
 HEARTBEAT_S = 1.0
 POLL_MS = 250  # also how soon a SIGTERM is noticed
+BACKLOG_POLL_MS = 20  # how often a client's backlog is offered to ZeroMQ again (a ROUTER cannot poll one peer)
+# Messages ZeroMQ queues for one client (the router's SNDHWM; a relay's clients share theirs): what a
+# client that reads nothing costs, with the system's socket buffers, besides its backlog (a frame or a result).
+SEND_HWM = 8
 MAX_HOPS = 2  # relays (ROUTER-DEALER proxies, as `deepdream relay`) a request may have come through
 # identity, relays' identities, delimiter, header, payload, guide, and one more to know there were too many
 KEPT_FRAMES = 6 + MAX_HOPS
@@ -46,6 +58,9 @@ class Server:
         self.outbox = outbox
         self.version = version
         self.active = {}  # (peer, request id) -> Job, queued or running
+        # route -> deque of ((frames, copy), the Job of a zoom frame or None): must-arrive messages ZeroMQ had
+        # no room for, oldest first
+        self.backlogs = {}
         self.stop_requested = False  # set by the SIGTERM handler
         self._shutdown_deadline = None
         self._ops = {PING: self._ping, INFO: self._info, DREAM: self._dream, CANCEL: self._cancel, ZOOM: self._zoom}
@@ -57,7 +72,8 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.bell, zmq.POLLIN)
         while True:
-            ready = dict(poller.poll(POLL_MS))
+            ready = dict(poller.poll(BACKLOG_POLL_MS if self.backlogs else POLL_MS))
+            _guarded(self._send_backlogs)  # first: what waits there was due before anything posted since
             if self.bell in ready:
                 _guarded(self._deliver_posts)
             if self.router in ready:
@@ -136,7 +152,7 @@ class Server:
             log.exception("request %s from %s failed", shown(request_id), _peer(envelope))
             reply = error(request_id, INTERNAL, "the daemon failed on this request; its log has the details")
         if reply is not None:
-            self._send(envelope, reply)
+            self._send(envelope, reply, must_arrive=True)
 
     def _ping(self, envelope, request_id, header, payload):
         pong = {"type": "pong", "id": request_id, "state": self.worker.state,
@@ -237,7 +253,8 @@ class Server:
 
     def _finish(self, job, reply, payload=None):
         self.active.pop((_route(job.envelope), job.request_id), None)
-        if reply is not None and not self._send(job.envelope, reply, payload) and reply["type"] == "result":
+        if reply is not None and not self._send(job.envelope, reply, payload, must_arrive=True) \
+                and reply["type"] == "result":
             log.info("job %s: its client went away before the result could be sent", shown(job.request_id))
 
     def _deliver_posts(self):
@@ -268,7 +285,8 @@ class Server:
     def _send_frame(self, job, header, frame):
         """Send a finished zoom frame, even to a zoom being cancelled: it is the client's now."""
         job.last_sent = time.monotonic()
-        if not self._send(job.envelope, header, frame):
+        if not self._send(job.envelope, header, frame, must_arrive=True, frame_of=job):
+            job.frame_sent()  # never will be: the worker must not wait for it
             log.info("job %s: its client went away; stopping the zoom", shown(job.request_id))
             self._stop(job, "vanished")
 
@@ -283,19 +301,60 @@ class Server:
                                               "step": 0, "steps": 0, "fraction": 0.0}
                 self._send_progress(job, {**event, "queued": waiting.get(id(job), 0)})
 
-    def _send(self, envelope, header, payload=None):
-        """Send without ever blocking; False when the peer is gone."""
-        frames = [*envelope, pack(header)] + ([payload] if payload is not None else [])
+    def _send(self, envelope, header, payload=None, must_arrive=False, frame_of=None):
+        """Send without ever blocking; False when the peer is gone. While ZeroMQ holds SEND_HWM messages for
+        the client, one that `must_arrive` joins the client's backlog (`frame_of`: the zoom whose frame it is,
+        told once it is sent) and any other is dropped; nothing overtakes the backlog."""
+        message = ([*envelope, pack(header)] + ([payload] if payload is not None else []), payload is None)
+        route = _route(envelope)
+        backlog = self.backlogs.get(route)
+        if backlog is None:
+            try:
+                if self._offer(message):
+                    if frame_of is not None:
+                        frame_of.frame_sent()
+                    return True
+            except _Gone:
+                return False
+        if must_arrive:
+            if backlog is None:
+                log.info("%s reads none of its messages: they wait in the daemon", _peer(envelope))
+                backlog = self.backlogs[route] = collections.deque()
+            backlog.append((message, frame_of))
+        return True  # alive, just slow
+
+    def _offer(self, message):
+        """Hand a message, (frames, copy), to ZeroMQ: False when the client's queue there is full, _Gone
+        when the client is. A payload is sent from its own buffer, not copied."""
+        frames, copy = message
         try:
-            self.router.send_multipart(frames, zmq.NOBLOCK, copy=payload is None)
+            self.router.send_multipart(frames, zmq.NOBLOCK, copy=copy)
             return True
         except zmq.Again:
-            log.warning("a reply to %s was dropped: the client does not read its messages", _peer(envelope))
-            return True  # alive, just slow
+            return False
         except zmq.ZMQError as failure:
             if failure.errno == errno.EHOSTUNREACH:
-                return False
+                raise _Gone() from None
             raise
+
+    def _send_backlogs(self):
+        """Offer each backlog's messages to ZeroMQ again, in order, as far as there is room."""
+        for route, backlog in list(self.backlogs.items()):
+            try:
+                while backlog and self._offer(backlog[0][0]):
+                    _, frame_of = backlog.popleft()
+                    if frame_of is not None:
+                        frame_of.frame_sent()
+            except _Gone:
+                log.info("%s went away with %d messages unread", _peer(route), len(backlog))
+                for _, frame_of in backlog:
+                    if frame_of is not None:
+                        frame_of.frame_sent()
+                backlog.clear()
+                for job in [job for job in self.active.values() if _route(job.envelope) == route]:
+                    self._stop(job, "vanished")
+            if not backlog:
+                del self.backlogs[route]
 
     # -- shutting down --------------------------------------------------------------------------
 
@@ -318,7 +377,13 @@ class Server:
         self._deliver_posts()
         for job in list(self.active.values()):  # a step that outlived the grace period
             self._finish(job, stopped(job.request_id, "shutdown"))
+        self._send_backlogs()  # what a slow reader's queue in ZeroMQ has room for now; the rest is lost
         return True
+
+
+class _Gone(Exception):
+    """The client's connection is closed (ROUTER_MANDATORY: EHOSTUNREACH)."""
+
 
 
 def _delimiter(frames):

@@ -299,9 +299,17 @@ class Worker(threading.Thread):
         sent, last = 0, job.zoom["first_index"] + job.zoom["frames"]
         for index, frame, params in zoom.frames(image, job.zoom, params, partial(self._dream, job)):
             description, payload = payloads.encode(frame, job.description)
+            job.frame_posted()
             self.outbox.post(job, {"type": "frame", "id": job.request_id, "index": index, "frames": last,
                                    "image": description}, payload)
             sent += 1
+            # The next frame is dreamed once this one is in ZeroMQ's queue for the client, so that a client
+            # that reads nothing holds a few frames in the daemon, not the zoom's thousands. (The result
+            # after the last frame waits in the server's backlog: it needs no wait here.)
+            if index < last and not job.wait_for_frames(self.settings.frame_wait):
+                log.info("job %s: its client took no frame for %d s; stopping the zoom", shown(job.request_id),
+                         self.settings.frame_wait)
+                job.stop("unread")
         return sent, params
 
     def _dream(self, job, image, params, as_part=None):
