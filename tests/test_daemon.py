@@ -138,7 +138,8 @@ def test_cancel_ends_a_running_dream_promptly_and_ping_answers_meanwhile(daemon)
         reply, _ = receive(sock, PROMPTLY_S)
         if reply["type"] != "progress":
             replies[reply["id"]] = reply
-    assert replies["stop-it"] == {"type": "cancelled", "id": "stop-it", "target": header["id"], "found": True}
+    assert replies["stop-it"] == {"type": "cancelled", "id": "stop-it", "target": header["id"], "found": True,
+                                  "daemon": daemon.endpoint}
     assert replies[header["id"]]["type"] == "error" and replies[header["id"]]["code"] == "CANCELLED"
     assert time.monotonic() - started < PROMPTLY_S
     wait_for(lambda: not ping(daemon.endpoint)["busy"], PROMPTLY_S, "the worker is free again")
@@ -211,7 +212,7 @@ def test_a_queued_dream_hears_waiting_events_with_its_place(daemon):
     send(waiter, header, payload)
     event = receive(waiter, 5)[0]
     assert event == {"type": "progress", "id": header["id"], "octave": 0, "octaves": 0, "step": 0, "steps": 0,
-                     "fraction": 0.0, "queued": 1}
+                     "fraction": 0.0, "queued": 1, "daemon": daemon.endpoint}
     stop_running(daemon.endpoint, sock, running)
     reply, _data, events = final(waiter)
     assert reply["type"] == "result" and all(e["queued"] in (0, 1) for e in events if e["octave"] == 0)
@@ -395,7 +396,7 @@ def test_garbage_gets_a_coded_error_and_the_daemon_keeps_serving(daemon, name, d
 def test_a_req_client_gets_errors_too(daemon):
     assert call(daemon.endpoint, b"\xc1 not msgpack")[0]["code"] == "BAD_REQUEST"
     assert call(daemon.endpoint, {"v": 1, "op": "nope", "id": "x"})[0] == {
-        "type": "error", "id": "x", "code": "UNKNOWN_OP",
+        "type": "error", "id": "x", "code": "UNKNOWN_OP", "daemon": daemon.endpoint,
         "message": 'unknown op "nope"; the ops are ping, info, dream, cancel, zoom'}
 
 

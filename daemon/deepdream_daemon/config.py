@@ -5,6 +5,7 @@ once a flag, a DEEPDREAM_* variable and a key of daemon.toml."""
 
 import argparse
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class Settings:
     models_dir: str = ""  # "": data_dir("models") (see finish()); the worker creates it when missing
     max_models: int = 2  # networks kept loaded; the least recently used is dropped beyond it
     frame_wait: int = 60  # seconds a zoom waits for its client to take a frame, then stops (the client reads nothing)
+    agent_port: int = 0  # HAProxy's agent check (agent.py) on this TCP port; 0: none
+    advertise: str = ""  # the address that names this daemon in its replies; "": its first endpoint (see finish())
     print_device: bool = False  # a command, not a setting: say what would dream (backend, device, precision), exit
 
     def finish(self):
@@ -64,6 +67,12 @@ class Settings:
         for name in ("queue_length", "max_pixels", "compiled_layer_sets", "max_models", "frame_wait"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.agent_port < 65536:
+            raise ConfigError(f"--agent-port must be 0 (no agent) or a TCP port up to 65535, got {self.agent_port}")
+        if self.advertise and not self.advertise.startswith(("tcp://", "ipc://")):
+            raise ConfigError(f"--advertise {self.advertise!r}: write the address clients reach this daemon at, "
+                              f"tcp://HOST:PORT")
+        self.advertise = self.advertise or advertised(self.endpoints[0])
         self.models_dir = str(Path(self.models_dir).expanduser() if self.models_dir else data_dir("models"))
         if not self.max_message_bytes:
             self.max_message_bytes = self.max_pixels * BYTES_PER_PIXEL_WORST + MAX_HEADER_BYTES
@@ -104,7 +113,22 @@ OPTIONS = (
      "recently used is dropped beyond it (default 2)"),
     ("frame_wait", int, "SECONDS", "how long a zoom waits for its client to take a frame when the client reads "
      "none (the daemon holds a few of its frames, not more); then the zoom is stopped (default 60)"),
+    ("agent_port", int, "PORT", "answer HAProxy's agent-check on this TCP port, on the first endpoint's address: "
+     "whether this daemon takes new dreams (down while the model loads, drain while the queue is full) and a "
+     "weight from its queue (default 0: no agent; deploy/haproxy/deepdream.cfg uses 5556)"),
+    ("advertise", str, "ENDPOINT", "the address at which clients reach this daemon itself, named as `daemon` in "
+     "every reply so that a client behind a load balancer can send a dream's follow-ups there (default: the first "
+     "--endpoint, a wildcard host (*, 0.0.0.0, [::]) replaced by this machine's name)"),
 )
+
+
+def advertised(endpoint):
+    """The address a client on another machine reaches `endpoint` at: a wildcard host becomes this machine's name."""
+    scheme, _, address = endpoint.partition("://")
+    host, _, port = address.rpartition(":")
+    if scheme == "tcp" and host in ("*", "0.0.0.0", "[::]"):
+        return f"tcp://{socket.gethostname()}:{port}"
+    return endpoint
 
 
 def _flag(name):

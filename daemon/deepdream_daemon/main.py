@@ -8,7 +8,7 @@ from importlib import metadata
 
 import zmq
 
-from . import security
+from . import agent, security
 from .config import ConfigError, load_settings
 from .jobs import JobQueue
 from .server import SEND_HWM, Server
@@ -43,6 +43,7 @@ def main(argv=None):
             authenticator = security.start_curve(context, router, settings.curve_keys)
         for endpoint in settings.endpoints:
             security.bind(router, endpoint)
+        agent_listener = agent.listen(settings.endpoints[0], settings.agent_port) if settings.agent_port else None
     except (ConfigError, OSError) as failure:
         log.error("%s", failure)
         router.close(linger=0)
@@ -57,6 +58,8 @@ def main(argv=None):
     outbox = Outbox(context, OUTBOX_ADDRESS)
     worker = Worker(settings, jobs, outbox)
     server = Server(settings, router, bell, jobs, worker, outbox, package_version())
+    if agent_listener:
+        agent.serve(agent_listener, server)  # before the model loads: HAProxy hears "down" while it does
 
     def request_stop(signum, _frame):
         server.stop_requested = True

@@ -20,6 +20,7 @@ connected but reads nothing holds a few frames, not a zoom's thousands."""
 import collections
 import errno
 import logging
+import socket
 import time
 
 import zmq
@@ -36,6 +37,7 @@ from deepdream_client.vocabulary import (BAD_REQUEST, CANCEL, CHANNELS, DEFAULT_
 log = logging.getLogger("deepdream.daemon")
 
 HEARTBEAT_S = 1.0
+HOST = socket.gethostname()  # ping and info say which machine answered: one of several behind a load balancer
 POLL_MS = 250  # also how soon a SIGTERM is noticed
 BACKLOG_POLL_MS = 20  # how often a client's backlog is offered to ZeroMQ again (a ROUTER cannot poll one peer)
 # Messages ZeroMQ queues for one client (the router's SNDHWM; a relay's clients share theirs): what a
@@ -157,7 +159,7 @@ class Server:
     def _ping(self, envelope, request_id, header, payload):
         pong = {"type": "pong", "id": request_id, "state": self.worker.state,
                 "busy": self.worker.current is not None, "queued": len(self.jobs),
-                **self.worker.describe(), "version": self.version, "protocol": VERSION}
+                **self.worker.describe(), "host": HOST, "version": self.version, "protocol": VERSION}
         if self.worker.error:
             pong["error"] = self.worker.error
         return pong
@@ -175,7 +177,7 @@ class Server:
                 "layer_channels": dict(default_model["layers"]),
                 "models": self.worker.models(), "max_models": self.settings.max_models,
                 "defaults": self.worker.defaults, "limits": limits, "memory": self.worker.engine.status(),
-                **self.worker.describe(),
+                **self.worker.describe(), "host": HOST,
                 "version": self.version, "protocol": VERSION}
 
     def _require_ready(self):
@@ -305,6 +307,7 @@ class Server:
         """Send without ever blocking; False when the peer is gone. While ZeroMQ holds SEND_HWM messages for
         the client, one that `must_arrive` joins the client's backlog (`frame_of`: the zoom whose frame it is,
         told once it is sent) and any other is dropped; nothing overtakes the backlog."""
+        header = {**header, "daemon": self.settings.advertise}  # which daemon, seen through a load balancer
         message = ([*envelope, pack(header)] + ([payload] if payload is not None else []), payload is None)
         route = _route(envelope)
         backlog = self.backlogs.get(route)
