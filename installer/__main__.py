@@ -112,6 +112,7 @@ def install(host, args):
         say(plugin.record_client(settings, command, service.start if service else None, host.system))
 
     if args.dev:
+        install_haproxy(host)
         build_test_roots(host)
     if args.backend:
         path = python_env.record_backend(host, args.backend)
@@ -176,14 +177,33 @@ def build_test_roots(host):
         return
     for series in ("3.0", "3.2"):
         say(f"Building the GIMP {series} test root (cached; the first time takes a few minutes)")
-        command = [str(REPO / "tests" / "gimp" / "make-root.sh"), "--gimp", series]
-        if os.geteuid() != 0:
-            if not host.which("sudo"):
-                raise InstallError("building the GIMP test roots needs root: run the installer as root, or "
-                                   "install sudo")
-            command = ["sudo", *command]
-        if subprocess.run(command).returncode != 0:  # its progress is for the user to see, as it goes
-            raise InstallError(f"{' '.join(command)} failed (its output is above)")
+        run_as_root(host, [str(REPO / "tests" / "gimp" / "make-root.sh"), "--gimp", series],
+                    "building the GIMP test roots")
+
+
+def install_haproxy(host):
+    """HAProxy, which tests/test_balancer.py runs in front of three daemons (a studio's one address): apt's
+    package on Debian and Ubuntu. Elsewhere the test is left out, except in CI, where it fails."""
+    if host.which("haproxy") or Path("/usr/sbin/haproxy").exists():  # Debian's is in sbin, off a user's PATH
+        return
+    if host.system != "linux" or not host.which("apt-get"):
+        say("HAProxy is not installed, so tests/test_balancer.py is left out: install your system's haproxy "
+            "package to run it")
+        return
+    say("Installing HAProxy for tests/test_balancer.py: apt-get install haproxy")
+    run_as_root(host, ["apt-get", "update", "-qq"], "installing HAProxy")
+    run_as_root(host, ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "haproxy"],
+                "installing HAProxy")
+
+
+def run_as_root(host, command, doing):
+    """Run `command` as root (through sudo unless the installer is root), its output for the user as it goes."""
+    if os.geteuid() != 0:
+        if not host.which("sudo"):
+            raise InstallError(f"{doing} needs root: run the installer as root, or install sudo")
+        command = ["sudo", *command]
+    if subprocess.run(command).returncode != 0:
+        raise InstallError(f"{' '.join(command)} failed (its output is above)")
 
 
 if __name__ == "__main__":

@@ -86,8 +86,9 @@ def apply_client_curve(sock, keys_folder):
     sock.curve_serverkey = server_public
 
 
-def start_daemon(*extra_args, endpoint=None, env=None, ready_timeout=READY_TIMEOUT_S):
-    """Start deepdream-daemon (random weights, float32) and wait until it is ready.
+def start_daemon(*extra_args, endpoint=None, env=None, ready_timeout=READY_TIMEOUT_S, wait=True):
+    """Start deepdream-daemon (random weights, float32) and wait until it is ready (with `wait` false: return
+    while it loads; daemon.wait_ready() waits then).
 
     `extra_args` go on its command line after the defaults (later flags win);
     `env` adds environment variables. The daemon sees no DEEPDREAM_* variables
@@ -106,5 +107,5 @@ def start_daemon(*extra_args, endpoint=None, env=None, ready_timeout=READY_TIMEO
     with open(log_path, "wb") as log:
         process = subprocess.Popen(daemon_command() + args, stdout=log, stderr=subprocess.STDOUT, env=environment)
     daemon = DaemonProcess(process, endpoint, log_path, curve_keys)
-    daemon.pong = daemon.wait_ready(ready_timeout)
+    daemon.pong = daemon.wait_ready(ready_timeout) if wait else None
     return daemon

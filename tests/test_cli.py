@@ -117,7 +117,8 @@ def test_image_file_round_trip(tmp_path, extension, dtype, channels):
     (["dream", "{tmp}/missing.png", "{tmp}/out.png"], "missing.png: no such file"),
     (["dream", "{tmp}/notes.txt", "{tmp}/out.png"], "not an image file"),
     (["dream", "{tmp}/art.eps", "{tmp}/out.png"], "art.eps: not an image file in PNG, JPEG, WebP or TIFF format"),
-    (["dream", "{tmp}/bomb.png", "{tmp}/out.png"], "bomb.png: the image has more than"),
+    (["dream", "{tmp}/bomb.png", "{tmp}/out.png"],
+     "bomb.png: the image has 900,000,000 pixels, says its header; the limit is 40,000,000 pixels"),
     (["dream", "{tmp}/in.png", "{tmp}/out.bmp"], "unsupported output format"),
     # the output is checked before anything is dreamed (these would dream, then fail to write)
     (["dream", "{tmp}/in.png", "{tmp}/no-such-folder/out.png", "--in-process", *TINY, "--weights", "random"],
@@ -162,6 +163,9 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path, no_daemon):
 @pytest.mark.parametrize("args, message", [
     (["ping", "--endpoint", "127.0.0.1:5555"], "endpoint '127.0.0.1:5555' has no scheme: write tcp://127.0.0.1:5555"),
     (["info", "--endpoint", "foo://bar"], "the daemon listens on tcp://HOST:PORT or ipc:///path/to/socket, not foo://"),
+    (["ping", "--endpoint", "tcp://[::1"], "endpoint 'tcp://[::1': the IPv6 address has no closing ']'; write an IPv6 "
+                                           "address in brackets, then the port: tcp://[ADDRESS]:PORT, e.g. "
+                                           "tcp://[::1]:5555"),  # it suggested tcp://[[:]:1
     (["dream", "{tmp}/in.png", "{tmp}/out.png", "--endpoint", "127.0.0.1:5555"], "has no scheme"),  # not in-process
     (["ping", "--server-key", "~" * 40], "the daemon's CURVE key '" + "~" * 40 + "': not a valid key"),
     (["dream", "{tmp}/in.png", "{tmp}/out.png", "--server-key", "{tmp}/missing.key"],
@@ -260,6 +264,19 @@ def test_info_piped_into_a_reader_that_leaves_early_ends_quietly(daemon):
     reader_gone.stdout.close()
     assert reader_gone.wait(timeout=60) == cli.EXIT_ERROR
     assert reader_gone.stderr.read() == b""
+
+
+@pytest.mark.parametrize("where", ["daemon", "in-process"])
+def test_a_file_over_the_pixel_limit_is_refused_from_its_header_before_it_is_decoded(daemon, tmp_path, capsys, where):
+    """The CLI decoded files up to Pillow's guard (179 million pixels) for the daemon to refuse them; now the
+    daemon's max_pixels (its info), or the in-process engine's same default, refuses them from the header.
+    This file's pixels are an 80x80 PNG's: decoding it would fail as damaged, not as too large."""
+    (tmp_path / "big.png").write_bytes(png_claiming(8000, 6000))
+    options = ["--endpoint", daemon.endpoint] if where == "daemon" else ["--in-process"]
+    assert cli.main(["dream", str(tmp_path / "big.png"), str(tmp_path / "out.png"), *options]) == cli.EXIT_ERROR
+    error = capsys.readouterr().err
+    assert error.strip().splitlines()[-1] == (f"deepdream: {tmp_path / 'big.png'}: the image is 8000x6000 = "
+                                              f"48,000,000 pixels; the limit is 40,000,000 pixels"), error
 
 
 def test_dream_through_the_daemon(daemon, tmp_path):

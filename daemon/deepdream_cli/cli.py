@@ -25,9 +25,9 @@ from deepdream_client.layer_spec import EXAMPLE, parse_layers
 from deepdream_client.paths import data_dir
 from deepdream_client.protocol import ProtocolError, checked_options
 from deepdream_client.readiness import NotReady, wait_ready
-from deepdream_client.vocabulary import (BACKENDS, BUILT_IN_MODELS, DEFAULT_BACKEND, DEFAULT_ENDPOINT, DEFAULT_MODEL,
-                                         MODEL_FILE_SUFFIXES, NORMALIZATIONS, PARAMS, PRECISIONS, PREVIEW_INTERVAL,
-                                         PREVIEW_MAX_SIDE, ZOOM_OPTIONS)
+from deepdream_client.vocabulary import (BACKENDS, BUILT_IN_MODELS, DEFAULT_BACKEND, DEFAULT_ENDPOINT,
+                                         DEFAULT_MAX_PIXELS, DEFAULT_MODEL, MODEL_FILE_SUFFIXES, NORMALIZATIONS,
+                                         PARAMS, PRECISIONS, PREVIEW_INTERVAL, PREVIEW_MAX_SIDE, ZOOM_OPTIONS)
 
 from .zoom import ZoomOutput
 
@@ -334,12 +334,13 @@ def dream_command(args):
     params = requested_params(args)
     started = time.monotonic()
     with contextlib.nullcontext() if args.in_process else connect(args) as client:
-        image = read_image(args.input)
-        guide = read_image(args.guide) if args.guide else None
+        pong = None if client is None else find_daemon(client)
+        limit = pixel_limit(client, pong)
+        image = read_image(args.input, limit)
+        guide = read_image(args.guide, limit) if args.guide else None
         bar = ProgressBar(enabled=not args.quiet)
         progress = showing_previews(bar, args.preview)
         try:
-            pong = None if client is None else find_daemon(client)
             if pong is None:
                 reason = "" if client is None else f"no daemon at {client.endpoint}; "
                 say(f"{reason}dreaming in-process (loads the model, slower)")
@@ -353,6 +354,15 @@ def dream_command(args):
     height, width = dreamed.shape[:2]
     say(f"wrote {args.output} ({width}x{height}) in {time.monotonic() - started:.1f} s: {computed_by(record)}, "
         f"{record['dreamed_by']}")
+
+
+def pixel_limit(client, pong):
+    """The most pixels an input file may have: the daemon's max_pixels when a daemon dreams it, else the
+    in-process engine's (the same default). A file over it is refused from its header, before it is decoded
+    (Pillow's own guard decodes up to 179 million pixels)."""
+    if pong is None:
+        return DEFAULT_MAX_PIXELS
+    return client.info().get("limits", {}).get("max_pixels", DEFAULT_MAX_PIXELS)
 
 
 def check_output(path):
@@ -481,7 +491,8 @@ def zoom_command(args):
     output = ZoomOutput(args.output)
     started = time.monotonic()
     with contextlib.nullcontext() if args.in_process else connect(args) as client:
-        first, image = output.start(read_image(args.input), args.resume)
+        pong = None if client is None else find_daemon(client)
+        first, image = output.start(read_image(args.input, pixel_limit(client, pong)), args.resume)
         if first:
             say(f"resuming from frame {first} in {output.folder}")
         zoom.update(frames=args.frames - first, first_index=first)
@@ -489,7 +500,7 @@ def zoom_command(args):
         if zoom["frames"] < 1:
             say(f"{output.folder} has its {args.frames} frames already; nothing to dream")
         else:
-            record = dream_zoom(client, image, zoom, params, args, output)
+            record = dream_zoom(client, pong, image, zoom, params, args, output)
     frames = output.finish(args.frame_delay_ms)
     made_by = f": {computed_by(record[0])}, {record[1]}" if record else ""
     say(f"wrote {args.output} ({frames} frames, {image.shape[1]}x{image.shape[0]}) in "
@@ -508,12 +519,11 @@ def zoom_request(args):
         raise CommandError(message) from None
 
 
-def dream_zoom(client, image, zoom, params, args, output):
-    """Dream the zoom's frames into `output` as they come, through the daemon or in this process;
-    (what computed them, where). On Ctrl-C or a failure the frames done stay, and say so."""
+def dream_zoom(client, pong, image, zoom, params, args, output):
+    """Dream the zoom's frames into `output` as they come, through the daemon (`pong`: its ping, None for none)
+    or in this process; (what computed them, where). On Ctrl-C or a failure the frames done stay, and say so."""
     bar = ProgressBar(enabled=not args.quiet)
     try:
-        pong = None if client is None else find_daemon(client)
         if pong is None:
             reason = "" if client is None else f"no daemon at {client.endpoint}; "
             say(f"{reason}dreaming in-process (loads the model, slower)")

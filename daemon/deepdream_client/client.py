@@ -137,8 +137,12 @@ def check_endpoint(endpoint, source=None):
 def _tcp_problem(address):
     """What is wrong with a tcp:// endpoint's HOST:PORT, or None."""
     host, _, port = address.rpartition(":")
+    bracketed = "write an IPv6 address in brackets, then the port: tcp://[ADDRESS]:PORT, e.g. tcp://[::1]:5555"
+    if address.startswith("[") and "]" not in address:  # "[::1": any suggestion from its colons would be wrong
+        return f"the IPv6 address has no closing ']'; {bracketed}"
     if not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
-        return "write tcp://HOST:PORT with a port from 1 to 65535, e.g. " + protocol.DEFAULT_ENDPOINT
+        example = "tcp://[::1]:5555" if address.startswith("[") else protocol.DEFAULT_ENDPOINT
+        return f"write tcp://HOST:PORT with a port from 1 to 65535, e.g. {example}"
     if host.startswith("[") and host.endswith("]"):
         try:
             ipaddress.IPv6Address(host[1:-1])
@@ -146,6 +150,10 @@ def _tcp_problem(address):
             return f"{host} is not an IPv6 address"
         return None
     if ":" in host:
+        try:  # an IPv6 address before the last colon: that colon's number is likely the port
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return bracketed
         return f"write an IPv6 address in brackets: tcp://[{host}]:{port}"
     if not _HOST.fullmatch(host):
         return f"{host!r} is not a host name or address" if host else f"no host before :{port}"

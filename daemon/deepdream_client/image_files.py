@@ -8,6 +8,7 @@ thing it can hold and the caller is told what was lost."""
 import contextlib
 import json
 import os
+import re
 import tempfile
 import warnings
 
@@ -82,11 +83,13 @@ def decode_image(file, max_pixels=None):
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageTooLarge(f"the image is {width}x{height} = {width * height:,} pixels; "
-                                    f"the limit is {max_pixels:,}")
+                                    f"the limit is {max_pixels:,} pixels")
             return to_array(ImageOps.exif_transpose(image))
-    except Image.DecompressionBombError:  # over twice the limit: Pillow refuses before we see the size
-        raise ImageTooLarge(f"the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, says its header; "
-                            f"the limit is {max_pixels or 2 * Image.MAX_IMAGE_PIXELS:,}") from None
+    except Image.DecompressionBombError as error:  # over twice the guard: Pillow refuses before we see the size
+        claimed = re.search(r"\((\d+) pixels\)", str(error))  # Pillow's message has it: "Image size (N pixels) ..."
+        size = f"{int(claimed[1]):,} pixels" if claimed else f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels"
+        raise ImageTooLarge(f"the image has {size}, says its header; the limit is "
+                            f"{max_pixels or 2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except UnidentifiedImageError:
         raise ImageFileError("not an image file in PNG, JPEG, WebP or TIFF format") from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow's decoders raise on a damaged file

@@ -1,0 +1,210 @@
+"""A studio's daemons behind one address: three real daemons on loopback behind a real HAProxy in TCP mode, running
+the repository's deploy/haproxy/deepdream.cfg (tests/haproxy_process.py points its addresses here).
+
+Each dream is one connection, so HAProxy's leastconn spreads dreams and keeps each dream's messages on its daemon;
+the replies name the daemon (`daemon`), which is how these tests see where each dream went."""
+
+import os
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from daemon_process import free_port, start_daemon
+from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
+from deepdream_daemon import agent
+from haproxy_process import haproxy_binary, start_haproxy
+from images import photo
+from raw_wire import ping
+
+# The studio's tests are slow: three daemons loading TensorFlow side by side, about half a minute on 2 cores.
+
+SMALL = {"octaves": 1, "steps": 2}
+MEDIUM = {"octaves": 1, "steps": 60}  # seconds: still running when its daemon is killed, done soon after
+LONG = {"octaves": 1, "steps": 1000}  # half a minute or more: only ever cancelled
+SILENCE_S = 3.0  # the client's silence limit for a dream (its minimum)
+HAPROXY_SEES_S = 20  # the checks run every 1-2 s and need 2 in a row
+
+
+@pytest.fixture(scope="module")
+def studio():
+    if haproxy_binary() is None:
+        message = "haproxy is not installed (Debian and Ubuntu: apt-get install haproxy; install.sh --dev does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)  # CI installs it: its absence is a broken setup, never a reason to skip
+        pytest.skip(message)
+    studio = Studio()
+    try:
+        with ThreadPoolExecutor(3) as pool:  # the three load side by side
+            for name, daemon in zip(("d1", "d2", "d3"), pool.map(studio.start, ("d1", "d2", "d3"))):
+                studio.daemons[name] = daemon
+        studio.balancer = start_haproxy([(name, daemon.endpoint, studio.agents[name])
+                                         for name, daemon in studio.daemons.items()], free_port())
+        studio.balancer.wait_for(lambda servers: all(row["status"] == "UP" for row in servers.values()),
+                                 HAPROXY_SEES_S, "the three daemons up")
+        yield studio
+    finally:
+        studio.stop()
+
+
+class Studio:
+    def __init__(self):
+        self.daemons = {}  # name -> DaemonProcess
+        self.agents = {name: free_port() for name in ("d1", "d2", "d3")}
+        self.balancer = None
+
+    def start(self, name, wait=True, endpoint=None):
+        return start_daemon("--agent-port", str(self.agents[name]), endpoint=endpoint, wait=wait)
+
+    def name_of(self, daemon_address):
+        return next(name for name, daemon in self.daemons.items() if daemon.endpoint == daemon_address)
+
+    def stop(self):
+        if self.balancer is not None:
+            self.balancer.stop()
+        with ThreadPoolExecutor(3) as pool:  # each finishes its running step first: side by side
+            list(pool.map(lambda daemon: daemon.stop(), self.daemons.values()))
+
+
+def dream_on(client, image, params, record=None, **options):
+    """(the dream's array, the daemon that dreamed it, as the result names it); `record` gets each event."""
+    array, result = client.dream_array(image, params, return_result=True, progress=record, **options)
+    return array, result.header["daemon"]
+
+
+@pytest.mark.parametrize(("state", "stopping", "busy", "queued", "line"), [
+    ("loading", False, False, 0, "down #loading the model\n"),  # a dream sent there would only wait
+    ("error", False, False, 0, "down #cannot load its model (see its log)\n"),
+    ("ready", True, True, 0, "down #shutting down\n"),
+    ("ready", False, False, 0, "up ready 100%\n"),
+    ("ready", False, True, 8, "up ready 47%\n"),  # 9 of 17 places taken: half the weight
+    ("ready", False, True, 15, "up ready 6%\n"),
+    ("ready", False, True, 16, "up drain #queue full (16 waiting)\n"),  # the next one would get QUEUE_FULL
+])
+def test_the_agent_tells_haproxy_whether_a_daemon_takes_new_dreams(state, stopping, busy, queued, line):
+    assert agent.reply(state, stopping, busy, queued, capacity=16) == line
+
+
+@pytest.mark.slow
+def test_each_daemon_answers_the_agent_check_and_haproxy_weighs_them_by_it(studio):
+    for name, port in studio.agents.items():
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as check:  # what HAProxy's agent-check reads
+            assert check.makefile().read() == "up ready 100%\n"
+    assert {row["weight"] for row in studio.balancer.servers().values()} == {"100"}
+
+
+@pytest.mark.slow
+def test_twelve_dreams_from_three_clients_spread_over_the_three_daemons_each_reply_to_its_own(studio):
+    images = [photo(80 + 8 * index, 96, seed=index) for index in range(3)]  # an image and a size per client
+    with DreamClient(studio.daemons["d1"].endpoint) as direct:
+        expected = [direct.dream_array(image, SMALL) for image in images]  # identical daemons: the same dream
+    clients = [DreamClient(studio.balancer.endpoint) for _ in images]
+    try:
+        with ThreadPoolExecutor(12) as pool:  # four dreams at once from each client: twelve connections
+            done = list(pool.map(lambda n: (n % 3, *dream_on(clients[n % 3], images[n % 3], SMALL)), range(12)))
+    finally:
+        for client in clients:
+            client.close()
+    for owner, array, _ in done:
+        np.testing.assert_array_equal(array, expected[owner])  # its own image's dream, nobody else's
+    served = {studio.name_of(daemon) for _, _, daemon in done}
+    assert served == {"d1", "d2", "d3"}, [daemon for _, _, daemon in done]
+
+
+@pytest.mark.slow
+def test_a_cancel_from_another_client_or_thread_stops_the_right_dream(studio):
+    owner, other, canceller = (DreamClient(studio.balancer.endpoint) for _ in range(3))
+    started = {"mine": threading.Event(), "other": threading.Event()}
+    daemons, outcomes = {}, {}
+
+    def long_dream(key, client):
+        def record(event):
+            daemons[key] = event["daemon"]
+            started[key].set()  # running, or queued: either way a cancel ends it
+        try:
+            client.dream_array(photo(96, 96), LONG, progress=record, request_id=f"long-{key}")
+        except DaemonError as error:
+            outcomes[key] = error.code
+
+    threads = [threading.Thread(target=long_dream, args=(key, client)) for key, client in
+               (("mine", owner), ("other", other))]
+    try:
+        for thread in threads:
+            thread.start()
+        assert all(event.wait(60) for event in started.values()), "the long dreams did not start"
+        # Another client, on another connection: HAProxy may give it any daemon, so it names the dream's own.
+        reply = canceller.cancel("long-mine", daemon=daemons["mine"])
+        assert reply["found"] is True and reply["daemon"] == daemons["mine"]
+        threads[0].join(30)
+        assert outcomes == {"mine": "CANCELLED"}  # that dream ended; the other one dreams on
+        # Another thread of the dream's own client: the cancel rides the dream's connection, daemon unnamed.
+        reply = other.cancel("long-other")
+        assert reply["found"] is True and reply["daemon"] == daemons["other"]
+        threads[1].join(30)
+        assert outcomes == {"mine": "CANCELLED", "other": "CANCELLED"}
+    finally:
+        for client in (owner, other, canceller):
+            client.close()  # a dream still running is then cancelled by its client going away
+        for thread in threads:
+            thread.join(30)
+
+
+@pytest.mark.slow
+def test_a_killed_daemon_loses_only_its_dream_and_new_dreams_avoid_it_and_a_loading_one(studio):
+    """Runs last: it kills a daemon and leaves it loading."""
+    clients = [DreamClient(studio.balancer.endpoint, timeout=SILENCE_S) for _ in range(3)]
+    running = threading.Event()
+    daemons, outcomes = {}, {}
+
+    def medium_dream(index):
+        def record(event):
+            daemons[index] = event["daemon"]
+            if index == 0 and event["octave"] >= 1:
+                running.set()
+        try:
+            clients[index].dream_array(photo(96, 96, seed=index), MEDIUM, progress=record)
+            outcomes[index] = "result"
+        except DaemonUnavailable as error:
+            outcomes[index] = str(error)
+
+    threads = [threading.Thread(target=medium_dream, args=(index,)) for index in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        assert running.wait(60), "the first dream did not start"
+        victim = studio.name_of(daemons[0])
+        studio.daemons[victim].process.kill()  # mid-dream, without a word
+        # At once, before HAProxy's checks notice: a refused connection is tried again on another daemon.
+        with DreamClient(studio.balancer.endpoint) as newcomer:
+            with ThreadPoolExecutor(4) as pool:
+                after_kill = list(pool.map(lambda seed: dream_on(newcomer, photo(96, 96, seed=seed), SMALL)[1],
+                                           range(4)))
+        for thread in threads:
+            thread.join(60)
+        lost = {index for index, daemon in daemons.items() if studio.name_of(daemon) == victim}
+        assert 0 in lost and len(lost) < 3, daemons  # leastconn gave the three dreams a daemon each
+        for index in lost:  # the usual error, after the silence limit, naming the daemon the dream was on
+            assert f"the daemon that took this dream, {daemons[index]}, has sent nothing about it for " \
+                   f"{SILENCE_S:g} s" in outcomes[index]
+            assert "now reaches another one" in outcomes[index] and "not resent" in outcomes[index]
+        assert all(outcomes[index] == "result" for index in set(range(3)) - lost), outcomes
+        assert victim not in {studio.name_of(daemon) for daemon in after_kill}
+
+        studio.balancer.wait_for(lambda servers: servers[victim]["status"].startswith("DOWN"), HAPROXY_SEES_S,
+                                 f"{victim} down")
+        # Back at its address (a service manager restarting it), loading its model: its agent says so.
+        endpoint = studio.daemons[victim].endpoint
+        studio.daemons[victim] = studio.start(victim, wait=False, endpoint=endpoint)
+        studio.balancer.wait_for(lambda servers: "loading" in servers[victim]["last_agt"], HAPROXY_SEES_S,
+                                 f"{victim}'s agent say it is loading")
+        with DreamClient(studio.balancer.endpoint) as newcomer:
+            with ThreadPoolExecutor(4) as pool:
+                while_loading = list(pool.map(lambda seed: dream_on(newcomer, photo(96, 96, seed=seed), SMALL)[1],
+                                              range(4)))
+        assert ping(endpoint)["state"] == "loading"  # it was loading all along: the dreams above could have gone
+        assert victim not in {studio.name_of(daemon) for daemon in while_loading}
+    finally:
+        for client in clients:
+            client.close()
