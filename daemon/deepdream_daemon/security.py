@@ -117,7 +117,8 @@ def server_keys(folder):
         raise ConfigError(f"the key file {secret_file} is damaged: it holds no matching CURVE key pair. Move it "
                           f"and {folder / 'server.key'} away to make a new pair (clients then need the new "
                           f"server.key)")
-    _refuse_shared(Path(secret_file), stat.S_IRWXG | stat.S_IRWXO, "600", "the secret key", "read it and pose as this daemon")
+    _refuse_shared(Path(secret_file), stat.S_IRWXG | stat.S_IRWXO, "600", "the secret key",
+                   "read it and pose as this daemon")
     return public, secret
 
 
