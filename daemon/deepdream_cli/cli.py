@@ -284,9 +284,20 @@ def ping_command(args):
     if pong.get("state") == "error":
         raise CommandError(f"the daemon at {endpoint} is up but could not load its model: {pong.get('error')}")
     work = "busy" if pong.get("busy") else "idle"
-    print(f"{pong.get('state')} at {endpoint}: {pong.get('model')} with {pong.get('weights')} weights, "
+    daemon = answered_by(pong, endpoint)
+    print(f"{pong.get('state')} at {endpoint}{f', one daemon behind it: {daemon}' if daemon else ''}: "
+          f"{pong.get('model')} with {pong.get('weights')} weights, "
           f"{computed_by(pong)}; {work}, {pong.get('queued', 0)} queued; "
           f"daemon {pong.get('version')}, protocol {pong.get('protocol')}")
+
+
+def answered_by(reply, endpoint):
+    """"tcp://gpu2:5555 on gpu2" when a ping or info was answered by a daemon other than the endpoint's own (one of
+    a load balancer's), else None."""
+    daemon = reply.get("daemon")  # older daemons do not say
+    if not daemon or daemon == endpoint:
+        return None
+    return daemon + (f" on {reply['host']}" if reply.get("host") else "")
 
 
 def computed_by(about):
@@ -296,9 +307,12 @@ def computed_by(about):
 
 
 def info_command(args):
-    info, _ = ask(args, "info")
+    info, endpoint = ask(args, "info")
     if info is None:
         return
+    daemon = answered_by(info, endpoint)
+    if daemon:
+        print(f"daemon:  {daemon}, one of those behind {endpoint} (the others may differ)")
     print(f"model:   {info.get('model')} with {info.get('weights')} weights, {computed_by(info)}")
     channels = info.get("layer_channels", {})  # an older daemon does not say
     print("layers:  " + " ".join(f"{name}({channels[name]})" if name in channels else name

@@ -9,20 +9,25 @@ $DEEPDREAM_TRANSPORT (zmq or zmtp) chooses one by name. numpy is used only by
 dream_array, and only when the caller has it.
 
 Every request gets its own DEALER socket, so a client object may be shared by
-threads (one can cancel() what another is dreaming) and a socket that timed
-out is simply thrown away (the zguide's lazy pirate). Idempotent requests
-(ping, info, cancel) are retried on a fresh socket until their deadline, which
-carries them across a daemon restart; a dream is never resent.
+threads and a socket that timed out is simply thrown away (the zguide's lazy
+pirate). One thread's cancel() of a dream another thread is waiting for is
+handed to that thread, which sends it on the dream's own socket: behind a load
+balancer that picks a daemon per connection, only that connection reaches the
+daemon running the dream. Idempotent requests (ping, info, cancel) are retried
+on a fresh socket until their deadline, which carries them across a daemon
+restart; a dream is never resent.
 
 Settings are checked before any socket exists (check_endpoint, the resolve_*
 functions): ZeroMQ takes some bad endpoints without a word and then waits
 forever, and raises on others from inside connect(). close() never blocks."""
 
+import contextlib
 import ipaddress
 import json
 import os
 import re
 import struct
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -290,6 +295,7 @@ class DreamClient:
                                 f"tcp:// only; start it with --endpoint tcp://127.0.0.1:5555 and use that")
         self._context = self._zmq.Context()
         self._problem = None  # why the last connection failed, when the transport can tell (zmtp)
+        self._flights = {}  # request id -> _Flight: this client's dreams being waited for, which cancel() reaches
 
     # -- requests that may be repeated ------------------------------------------------------
 
@@ -301,13 +307,24 @@ class DreamClient:
         """The `info` header: layers, defaults (params), limits."""
         return self._call("info", timeout)
 
-    def cancel(self, target_id, timeout=None):
-        """Ask the daemon to stop the dream with id `target_id`; its reply header."""
-        return self._call("cancel", timeout, target=target_id)
+    def cancel(self, target_id, timeout=None, daemon=None):
+        """Ask the daemon to stop the dream with id `target_id`; its reply header
+        (`found`: whether the daemon had it). A dream of this client's that another
+        thread waits for is cancelled on its own connection, which reaches the daemon
+        running it, also through a load balancer; once it has ended, `found` is false
+        without asking. Any other dream is cancelled at `daemon`, the address its
+        replies name (their `daemon` key), else at the endpoint."""
+        flight = self._flights.get(target_id)
+        if flight is not None:
+            return flight.cancel(target_id, self.timeout if timeout is None else timeout,
+                                 lambda: self._unavailable(f"no answer to cancel within {self._seconds(timeout)}"))
+        endpoint = check_endpoint(daemon, "the dream's daemon") if daemon else None
+        return self._call("cancel", timeout, endpoint, target=target_id)
 
-    def _call(self, op, timeout, **fields):
+    def _call(self, op, timeout, endpoint=None, **fields):
         """Lazy pirate: send, wait a little, and on silence throw the socket away
-        and try again on a fresh one, until the deadline."""
+        and try again on a fresh one, until the deadline. `endpoint`: another
+        address than the client's (a dream's daemon), with the same keys."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         request_id = new_request_id()
         attempt = _FIRST_ATTEMPT
@@ -315,8 +332,8 @@ class DreamClient:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._unavailable(f"no answer to {op} within {self._seconds(timeout)}")
-            with self._socket() as socket:
+                raise self._unavailable(f"no answer to {op} within {self._seconds(timeout)}", endpoint)
+            with self._socket(endpoint) as socket:
                 if self._send(socket, protocol.request(op, request_id, **fields), None, min(attempt, remaining)):
                     reply = self._receive(socket, request_id, min(attempt, remaining))
                     if reply is not None:
@@ -377,39 +394,41 @@ class DreamClient:
         asked, guide_payload = _options(preview, guide)
         self._problem = None
         header = protocol.request("dream", request_id, params=params or {}, image=image, progress=True, **asked)
-        with self._socket() as socket:
+        with self._socket() as socket, self._in_flight(request_id) as flight:
             if not self._send(socket, header, payload, silence, guide_payload):
                 raise self._unavailable(f"could not send the dream within {self._seconds(timeout)}")
             try:
-                return _dream_result(*self._await_dream(socket, request_id, progress, silence, cancel_check))
+                return _dream_result(*self._await_dream(socket, request_id, progress, silence, cancel_check, flight))
             except KeyboardInterrupt:
                 final = self._cancel_on(socket, request_id, CANCEL_GRACE)
                 raise DreamInterrupted(self.endpoint, stopped=final is not None) from None
 
-    def _await_dream(self, socket, request_id, progress, silence, cancel_check):
+    def _await_dream(self, socket, request_id, progress, silence, cancel_check, flight):
         """Progress events until the next other message about the dream, its final
         reply or a zoom's frame: that message's (header, payload). The daemon sends
         a dream that asked for progress a heartbeat at least every second, queued or running
         (docs/protocol.md, section 8), so `silence` seconds without a word about
         this dream mean it is lost: the daemon died, or restarted and forgot it.
         Only the dream's own messages can tell: a restarted daemon busy with
-        other clients' dreams looks, to a ping, just like one busy with ours."""
+        other clients' dreams looks, to a ping, just like one busy with ours.
+        `flight`: where another thread's cancel() waits to be sent."""
         ping_timeout, silence = min(silence, _LOST_PING), max(silence, _MIN_DREAM_SILENCE)
-        heard = time.monotonic()
+        heard, daemon = time.monotonic(), None
         while True:
-            if cancel_check is not None and cancel_check():
-                final = self._cancel_on(socket, request_id, max(silence, CANCEL_GRACE))
+            if flight.asked.is_set() or (cancel_check is not None and cancel_check()):
+                final = self._cancel_on(socket, request_id, max(silence, CANCEL_GRACE), flight)
                 if final is not None and final.get("type") == "error":
                     _final(final)
                 raise DaemonError(CANCELLED, "the dream was cancelled", request_id)
             remaining = heard + silence - time.monotonic()
             if remaining <= 0:
-                raise self._lost(silence, ping_timeout)
-            reply = self._receive(socket, request_id, min(_POLL_SLICE, remaining) if cancel_check else remaining)
+                raise self._lost(silence, ping_timeout, daemon)
+            reply = self._receive(socket, request_id, min(_POLL_SLICE, remaining))  # slices: cancels are looked at
             if reply is None:
                 continue
             heard = time.monotonic()
             header, payload = reply
+            daemon = header.get("daemon", daemon)  # the daemon that took it (older daemons do not say)
             if header.get("type") != "progress":
                 return header, payload
             if progress is not None:
@@ -450,12 +469,12 @@ class DreamClient:
         self._problem = None
         header = protocol.request("zoom", request_id, params=params or {}, image=image, zoom=zoom or {},
                                   progress=True, **asked)
-        with self._socket() as socket:
+        with self._socket() as socket, self._in_flight(request_id) as flight:
             if not self._send(socket, header, payload, silence, guide_payload):
                 raise self._unavailable(f"could not send the zoom within {self._seconds(timeout)}")
             while True:
                 try:
-                    reply, data = self._await_dream(socket, request_id, progress, silence, cancel_check)
+                    reply, data = self._await_dream(socket, request_id, progress, silence, cancel_check, flight)
                 except KeyboardInterrupt:
                     final = self._cancel_on(socket, request_id, CANCEL_GRACE)
                     raise DreamInterrupted(self.endpoint, stopped=final is not None) from None
@@ -468,38 +487,63 @@ class DreamClient:
                     self._cancel_on(socket, request_id, CANCEL_GRACE)
                     raise
 
-    def _lost(self, silence, ping_timeout):
+    def _lost(self, silence, ping_timeout, daemon):
         """The error for a dream the daemon stopped talking about. A ping tells
-        the user which way it was lost; it cannot tell whether the dream lives."""
+        the user which way it was lost; it cannot tell whether the dream lives.
+        `daemon`: the one that took the dream, as its replies named it; behind a
+        load balancer the ping may reach another."""
         try:
-            self.ping(timeout=ping_timeout)
+            pong = self.ping(timeout=ping_timeout)
         except DaemonUnavailable:
             return self._unavailable(
                 f"the daemon stopped answering during the dream (silent for {silence:g} s); it was not resent")
+        answered = pong.get("daemon")
+        if daemon and answered and answered != daemon:
+            return DaemonUnavailable(daemon, (
+                f"the daemon that took this dream, {daemon}, has sent nothing about it for {silence:g} s, and "
+                f"{self.endpoint} now reaches another one, {answered}: the dream's daemon stopped or restarted; "
+                "the dream was not resent"))
         return DaemonUnavailable(self.endpoint, (
             f"the daemon at {self.endpoint} answers, but has sent nothing about this dream for {silence:g} s: "
             "it lost it (restarted?); the dream was not resent"))
 
-    def _cancel_on(self, socket, request_id, grace):
+    def _cancel_on(self, socket, request_id, grace, flight=None):
         """Cancel on the dream's own socket and wait up to `grace` seconds for the
         dream's final reply header (None if it did not come), so that the caller
-        knows the job has stopped."""
-        cancel = protocol.request("cancel", new_request_id(), target=request_id)
-        if not self._send(socket, cancel, None, grace):
+        knows the job has stopped. The daemon's `cancelled` reply goes to the
+        thread whose cancel() asked for it (`flight`)."""
+        cancel_id = new_request_id()
+        if not self._send(socket, protocol.request("cancel", cancel_id, target=request_id), None, grace):
             return None
         deadline = time.monotonic() + grace
         while (remaining := deadline - time.monotonic()) > 0:
-            reply = self._receive(socket, request_id, remaining)
+            reply = self._receive(socket, request_id, remaining, also=cancel_id)
             if reply is None:
                 return None
-            if reply[0].get("type") not in ("progress", "frame"):  # a frame done meanwhile is not the end
+            if reply[0].get("id") == cancel_id:
+                if flight is not None:
+                    flight.answer(reply[0])
+            elif reply[0].get("type") not in ("progress", "frame"):  # a frame done meanwhile is not the end
                 return reply[0]
         return None
 
+    @contextlib.contextmanager
+    def _in_flight(self, request_id):
+        """While a dream is waited for: its _Flight, where cancel() from another thread finds it."""
+        flight = _Flight()
+        mine = self._flights.setdefault(request_id, flight) is flight  # a second dream under one id: the first's
+        try:
+            yield flight
+        finally:
+            if mine:
+                del self._flights[request_id]
+            flight.done.set()
+
     # -- sockets and frames ------------------------------------------------------------------------
 
-    def _socket(self):
+    def _socket(self, endpoint=None):
         transport = self._zmq
+        endpoint = endpoint or self.endpoint
         socket = self._context.socket(transport.DEALER)
         try:
             socket.setsockopt(transport.LINGER, 0)  # an unanswered request must not keep the process alive
@@ -510,12 +554,12 @@ class DreamClient:
                 socket.curve_serverkey = self._server_key
                 socket.curve_publickey = public
                 socket.curve_secretkey = secret
-            socket.connect(self.endpoint)
+            socket.connect(endpoint)
         except (zmtp.ZMTPError, *(() if zmq is None else (zmq.ZMQError,))) as error:
             # what the checks cannot foresee: an ipc path too long, no CURVE in libzmq
             socket.close()
             reason = zmq.strerror(error.errno) if zmq is not None and isinstance(error, zmq.ZMQError) else error
-            raise SettingsError(f"cannot connect to {self.endpoint}: {reason}") from None
+            raise SettingsError(f"cannot connect to {endpoint}: {reason}") from None
         return socket
 
     def _send(self, socket, header, payload, timeout, guide_payload=None):
@@ -531,10 +575,10 @@ class DreamClient:
             return False
         return True
 
-    def _receive(self, socket, request_id, timeout):
-        """(header, payload) of the next reply about `request_id`, or None after
-        `timeout` seconds. Replies about other ids (a cancel's confirmation, a
-        late answer to an earlier attempt) are skipped."""
+    def _receive(self, socket, request_id, timeout, also=None):
+        """(header, payload) of the next reply about `request_id` (or `also`), or
+        None after `timeout` seconds. Replies about other ids (a cancel's
+        confirmation, a late answer to an earlier attempt) are skipped."""
         deadline = time.monotonic() + timeout
         while socket.poll(_ms(deadline - time.monotonic()), self._zmq.POLLIN):
             frames = socket.recv_multipart()
@@ -546,15 +590,16 @@ class DreamClient:
                 header = protocol.unpack(frames[0])
             except protocol.ProtocolError:
                 continue  # not from a protocol-v1 daemon; keep waiting for one that is
-            if header.get("id") in (request_id, None):
+            if header.get("id") in (request_id, also, None):
                 return header, frames[1] if len(frames) > 1 else b""
         return None
 
-    def _unavailable(self, what):
+    def _unavailable(self, what, endpoint=None):
+        endpoint = endpoint or self.endpoint
         hint = "" if self._server_key is None else " (or the CURVE keys do not match)"
         if self._problem:  # what zmtp saw: refused, a bad greeting, a daemon that wants CURVE
             hint += f"; {self._problem}"
-        return DaemonUnavailable(self.endpoint, f"no daemon at {self.endpoint}: {what}{hint}")
+        return DaemonUnavailable(endpoint, f"no daemon at {endpoint}: {what}{hint}")
 
     def _seconds(self, timeout):
         return f"{self.timeout if timeout is None else timeout:g} s"
@@ -573,6 +618,30 @@ class DreamClient:
 
 def new_request_id():
     return uuid.uuid4().hex
+
+
+class _Flight:
+    """A dream one thread waits for, that another thread's cancel() may stop. A
+    ZeroMQ socket belongs to one thread, so the cancel is handed over (`asked`)
+    and the dreaming thread sends it on the dream's socket; its reply comes back
+    here (`answer`). `done`: the dream is no longer waited for."""
+
+    def __init__(self):
+        self.asked = threading.Event()
+        self.done = threading.Event()
+        self.reply = None
+
+    def answer(self, reply):
+        self.reply = reply
+        self.done.set()
+
+    def cancel(self, target_id, timeout, unanswered):
+        """The daemon's `cancelled` reply; found false when the dream ended first; unanswered() raised after
+        `timeout` seconds without either."""
+        self.asked.set()
+        if not self.done.wait(timeout):
+            raise unanswered()
+        return self.reply or {"type": "cancelled", "id": None, "target": target_id, "found": False}
 
 
 def _final(header):
