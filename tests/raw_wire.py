@@ -57,6 +57,17 @@ def final(sock, timeout=TIMEOUT_S):
         events.append(header)
 
 
+def send_frames(endpoint, header, *frames, timeout=TIMEOUT_S):
+    """(final header, its payload, progress events before it) of one request whose header frame is followed by
+    `frames` (its payload, a guide's, or more than a request may have), on a fresh DEALER."""
+    sock = connect(endpoint)
+    try:
+        sock.send_multipart([b"", msgpack.packb(header), *frames])
+        return final(sock, timeout)
+    finally:
+        sock.close()
+
+
 def call(endpoint, header, payload=None, timeout=TIMEOUT_S):
     """One request on a fresh REQ socket: (reply header, payload)."""
     sock = connect(endpoint, zmq.REQ)

@@ -18,7 +18,7 @@ from PIL import Image
 from bench.fuzz import Deep, encode, png_claiming
 from images import photo
 from raw_wire import (LONG, TINY, call, connect, dream_request, final, ping, receive, request,
-                      result_array, send, wait_for)
+                      result_array, send, send_frames, wait_for)
 
 PROMPTLY_S = 15
 
@@ -533,12 +533,7 @@ def test_a_bad_guide_gets_a_coded_error_and_the_daemon_keeps_serving(daemon, cas
         frames = [payload, guide, b"x"]
     if case != "three frames without guide":
         header["guide"] = description
-    sock = connect(daemon.endpoint)
-    try:
-        sock.send_multipart([b"", msgpack.packb(header), *frames])
-        reply, _data, _events = final(sock)
-    finally:
-        sock.close()
+    reply, _data, _events = send_frames(daemon.endpoint, header, *frames)
     assert reply["type"] == "error" and reply["code"] == code and words in reply["message"], reply
     assert ping(daemon.endpoint)["type"] == "pong"
 

@@ -1,14 +1,13 @@
 """Issue 22's fuzz findings against one real deepdream-daemon: what one request may cost it (targets, a guide of
 any shape, a zoom whose client reads nothing) and the wire's rules for null and repeated keys."""
 
-import msgpack
 import numpy as np
 import pytest
 import zmq
 
 from daemon_process import start_daemon
 from images import photo
-from raw_wire import LONG, TINY, call, connect, dream_request, final, ping, receive, request, send, wait_for
+from raw_wire import LONG, TINY, call, connect, dream_request, ping, receive, request, send, send_frames, wait_for
 
 FRAME_WAIT_S = 2  # the daemon's --frame-wait here: how long a zoom waits for a client that takes no frame
 PROMPTLY_S = 30
@@ -80,12 +79,7 @@ def test_null_keys_and_repeated_targets_are_refused_as_the_rules_say(daemon, par
         header["guide"] = None
     if guide == "null with a third frame":
         frames.append(photo(80, 90).tobytes())
-    sock = connect(daemon.endpoint)
-    try:
-        sock.send_multipart([b"", msgpack.packb(header), *frames])
-        reply, _data, _events = final(sock)
-    finally:
-        sock.close()
+    reply, _data, _events = send_frames(daemon.endpoint, header, *frames)
     assert reply["type"] == "error" and reply["code"] == code and words in reply["message"], reply
     assert ping(daemon.endpoint)["state"] == "ready"
 
@@ -104,12 +98,7 @@ def test_a_guide_of_any_shape_is_scaled_down_before_a_large_copy_exists(daemon):
             reset.write("5")  # its peak starts again from now
     except OSError:
         pytest.skip("this kernel does not let a test reset another process's peak memory")
-    sock = connect(daemon.endpoint)
-    try:
-        sock.send_multipart([b"", msgpack.packb(header), payload, guide.tobytes()])
-        reply, _data, _events = final(sock, 60)
-    finally:
-        sock.close()
+    reply, _data, _events = send_frames(daemon.endpoint, header, payload, guide.tobytes(), timeout=60)
     assert reply["type"] == "result", reply
     # The guide's own 40 MB frame is in the peak (received, then read in place); a float RGB copy would be 480.
     assert resident(daemon, "VmHWM") - before < 250, "the guide grew to a large array in the daemon"
