@@ -2,7 +2,8 @@
 the repository's deploy/haproxy/deepdream.cfg (tests/haproxy_process.py points its addresses here).
 
 Each dream is one connection, so HAProxy's leastconn spreads dreams and keeps each dream's messages on its daemon;
-the replies name the daemon (`daemon`), which is how these tests see where each dream went."""
+the replies name the daemon (`daemon`), which is how these tests see where each dream went. The daemons share one
+CURVE key pair, as a studio's must: the clients' CURVE sessions run through HAProxy, end to end."""
 
 import os
 import socket
@@ -13,11 +14,12 @@ import numpy as np
 import pytest
 
 from daemon_process import free_port, start_daemon
+from deepdream_cli.keys import make_pair
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
 from deepdream_daemon import agent
 from haproxy_process import haproxy_binary, start_haproxy
 from images import photo
-from raw_wire import ping
+from raw_wire import wait_for
 
 # The studio's tests are slow: three daemons loading TensorFlow side by side, about half a minute on 2 cores.
 
@@ -29,13 +31,13 @@ HAPROXY_SEES_S = 20  # the checks run every 1-2 s and need 2 in a row
 
 
 @pytest.fixture(scope="module")
-def studio():
+def studio(tmp_path_factory):
     if haproxy_binary() is None:
         message = "haproxy is not installed (Debian and Ubuntu: apt-get install haproxy; install.sh --dev does)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)  # CI installs it: its absence is a broken setup, never a reason to skip
         pytest.skip(message)
-    studio = Studio()
+    studio = Studio(tmp_path_factory.mktemp("studio") / "keys")
     try:
         with ThreadPoolExecutor(3) as pool:  # the three load side by side
             for name, daemon in zip(("d1", "d2", "d3"), pool.map(studio.start, ("d1", "d2", "d3"))):
@@ -50,13 +52,20 @@ def studio():
 
 
 class Studio:
-    def __init__(self):
+    def __init__(self, keys):
         self.daemons = {}  # name -> DaemonProcess
         self.agents = {name: free_port() for name in ("d1", "d2", "d3")}
         self.balancer = None
+        self.keys = keys
+        self.server_key = make_pair(keys, "server")[0]  # `deepdream keys server`: the pair every daemon gets
 
     def start(self, name, wait=True, endpoint=None):
-        return start_daemon("--agent-port", str(self.agents[name]), endpoint=endpoint, wait=wait)
+        return start_daemon("--agent-port", str(self.agents[name]), "--curve-keys", str(self.keys),
+                            endpoint=endpoint, wait=wait)
+
+    def client(self, endpoint=None, **options):
+        """A DreamClient of the balancer's address (or `endpoint`), with the daemons' server key."""
+        return DreamClient(endpoint or self.balancer.endpoint, curve_server_key=str(self.server_key), **options)
 
     def name_of(self, daemon_address):
         return next(name for name, daemon in self.daemons.items() if daemon.endpoint == daemon_address)
@@ -98,9 +107,9 @@ def test_each_daemon_answers_the_agent_check_and_haproxy_weighs_them_by_it(studi
 @pytest.mark.slow
 def test_twelve_dreams_from_three_clients_spread_over_the_three_daemons_each_reply_to_its_own(studio):
     images = [photo(80 + 8 * index, 96, seed=index) for index in range(3)]  # an image and a size per client
-    with DreamClient(studio.daemons["d1"].endpoint) as direct:
+    with studio.client(studio.daemons["d1"].endpoint) as direct:
         expected = [direct.dream_array(image, SMALL) for image in images]  # identical daemons: the same dream
-    clients = [DreamClient(studio.balancer.endpoint) for _ in images]
+    clients = [studio.client() for _ in images]
     try:
         with ThreadPoolExecutor(12) as pool:  # four dreams at once from each client: twelve connections
             done = list(pool.map(lambda n: (n % 3, *dream_on(clients[n % 3], images[n % 3], SMALL)), range(12)))
@@ -115,7 +124,7 @@ def test_twelve_dreams_from_three_clients_spread_over_the_three_daemons_each_rep
 
 @pytest.mark.slow
 def test_a_cancel_from_another_client_or_thread_stops_the_right_dream(studio):
-    owner, other, canceller = (DreamClient(studio.balancer.endpoint) for _ in range(3))
+    owner, other, canceller = (studio.client() for _ in range(3))
     started = {"mine": threading.Event(), "other": threading.Event()}
     daemons, outcomes = {}, {}
 
@@ -152,9 +161,28 @@ def test_a_cancel_from_another_client_or_thread_stops_the_right_dream(studio):
 
 
 @pytest.mark.slow
+def test_a_client_that_goes_away_mid_dream_frees_its_daemon(studio):
+    """HAProxy closes its connection to the daemon when the client's closes: the daemon's heartbeat finds the client
+    gone and stops the dream, as without a balancer (a relay, by contrast, keeps its connection)."""
+    class Gone(Exception):
+        pass
+
+    seen = {}
+
+    def leave(event):
+        if event["octave"] >= 1:
+            seen["daemon"] = event["daemon"]
+            raise Gone  # the dream's socket closes, no cancel sent: as when GIMP ends a plug-in
+    with studio.client() as client, pytest.raises(Gone):
+        client.dream_array(photo(96, 96), LONG, progress=leave)
+    with studio.client(seen["daemon"]) as direct:
+        wait_for(lambda: not direct.ping()["busy"], 15, "the daemon free again")  # LONG would take a minute
+
+
+@pytest.mark.slow
 def test_a_killed_daemon_loses_only_its_dream_and_new_dreams_avoid_it_and_a_loading_one(studio):
     """Runs last: it kills a daemon and leaves it loading."""
-    clients = [DreamClient(studio.balancer.endpoint, timeout=SILENCE_S) for _ in range(3)]
+    clients = [studio.client(timeout=SILENCE_S) for _ in range(3)]
     running = threading.Event()
     daemons, outcomes = {}, {}
 
@@ -177,7 +205,7 @@ def test_a_killed_daemon_loses_only_its_dream_and_new_dreams_avoid_it_and_a_load
         victim = studio.name_of(daemons[0])
         studio.daemons[victim].process.kill()  # mid-dream, without a word
         # At once, before HAProxy's checks notice: a refused connection is tried again on another daemon.
-        with DreamClient(studio.balancer.endpoint) as newcomer:
+        with studio.client() as newcomer:
             with ThreadPoolExecutor(4) as pool:
                 after_kill = list(pool.map(lambda seed: dream_on(newcomer, photo(96, 96, seed=seed), SMALL)[1],
                                            range(4)))
@@ -199,11 +227,12 @@ def test_a_killed_daemon_loses_only_its_dream_and_new_dreams_avoid_it_and_a_load
         studio.daemons[victim] = studio.start(victim, wait=False, endpoint=endpoint)
         studio.balancer.wait_for(lambda servers: "loading" in servers[victim]["last_agt"], HAPROXY_SEES_S,
                                  f"{victim}'s agent say it is loading")
-        with DreamClient(studio.balancer.endpoint) as newcomer:
+        with studio.client() as newcomer:
             with ThreadPoolExecutor(4) as pool:
                 while_loading = list(pool.map(lambda seed: dream_on(newcomer, photo(96, 96, seed=seed), SMALL)[1],
                                               range(4)))
-        assert ping(endpoint)["state"] == "loading"  # it was loading all along: the dreams above could have gone
+        with studio.client(endpoint) as direct:  # it was loading all along: the dreams above could have gone there
+            assert direct.ping()["state"] == "loading"
         assert victim not in {studio.name_of(daemon) for daemon in while_loading}
     finally:
         for client in clients:

@@ -22,7 +22,7 @@ from deepdream_client import previews
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
 from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image, write_whole
 from deepdream_client.layer_spec import EXAMPLE, parse_layers
-from deepdream_client.paths import data_dir
+from deepdream_client.paths import config_file, data_dir
 from deepdream_client.protocol import ProtocolError, checked_options
 from deepdream_client.readiness import NotReady, wait_ready
 from deepdream_client.vocabulary import (BACKENDS, BUILT_IN_MODELS, DEFAULT_BACKEND, DEFAULT_ENDPOINT,
@@ -160,7 +160,39 @@ def build_parser():
     relay.add_argument("--listen", default=DEFAULT_ENDPOINT, metavar="ENDPOINT",
                        help=f"where local clients connect, a loopback address (default: {DEFAULT_ENDPOINT}, "
                             "where GIMP looks when nothing else is set)")
+
+    keys = commands.add_parser(
+        "keys", help="make a CURVE key pair: this computer's, for a daemon that lists its clients, or the daemons'",
+        description="Write NAME.key (public) and NAME.key_secret (private: mode 600, in a folder only you can "
+                    "read) into DIR. A client's: give NAME.key to the daemon's owner for its authorized_clients/ "
+                    "folder, and set the secret one as \"client_key\" in client.json (GIMP reads it there) or "
+                    "--client-key. The daemons': `deepdream keys server --dir DIR` is the pair deepdream-daemon "
+                    "--curve-keys DIR uses; copy DIR to every daemon behind one address. Never overwrites a pair.")
+    keys.set_defaults(command=keys_command)
+    keys.add_argument("name", metavar="NAME", help="the pair's name, e.g. your computer's, or server")
+    keys.add_argument("--dir", type=Path, default=config_file("keys"), metavar="DIR",
+                      help=f"where to write them (default: {config_file('keys')})")
     return parser
+
+
+def keys_command(args):
+    from .keys import KeysExist, make_pair
+
+    if not args.name or "/" in args.name or os.sep in args.name or args.name.startswith("."):
+        raise CommandError(f"keys {args.name!r}: give a plain name, such as your computer's (no folders)")
+    try:
+        public, secret = make_pair(args.dir, args.name)
+    except KeysExist as error:
+        raise CommandError(str(error)) from None
+    except OSError as error:
+        raise CommandError(f"cannot write the keys into {args.dir}: {error.strerror or error}") from None
+    print(f"wrote {public} (public) and {secret} (secret, only you can read it)")
+    if args.name == "server":
+        print(f"daemons: deepdream-daemon --curve-keys {args.dir} (the same folder on each one behind one address); "
+              f"clients need {public}")
+    else:
+        print(f"the daemon's owner puts {public.name} into its --curve-keys folder's authorized_clients/; here, "
+              f"\"client_key\": \"{secret}\" in {config_file('client.json')} or --client-key {secret}")
 
 
 def relay_command(args):
@@ -230,13 +262,16 @@ def layers_option(text):
 def requested_params(args):
     """The dream parameters given on the command line; the rest is left to the engine's defaults. Checked as the
     engine and the daemon check them, before either is asked: a value out of range costs no model load.
-    (Whether a layer and its channels exist only the network knows: the engine tells that.)"""
-    from dream_engine.params import DreamParams, InvalidParams  # plain Python: Keras is not loaded by it
-
+    (Whether a layer and its channels exist only the network knows: the engine tells that.) Without the engine
+    (the client package, deepdream-client) the daemon checks them, before it queues the dream."""
     params = {name: getattr(args, name) for name in PARAM_OPTIONS + ("layers", "detail", "normalize")}
     model_file = model_file_option(args)
     params["model"] = model_file.stem if model_file else args.model  # a file's model is named by its stem
     params = {name: value for name, value in params.items() if value is not None}
+    try:
+        from dream_engine.params import DreamParams, InvalidParams  # plain Python: Keras is not loaded by it
+    except ImportError:
+        return params
     try:
         DreamParams.from_dict(params)
     except InvalidParams as error:
@@ -459,9 +494,9 @@ def dream_on_daemon(client, pong, image, params, args, progress, preview, guide=
 
 
 def dream_in_process(image, params, args, progress, preview, guide=None):
+    engine, dream_params = in_process_engine(args, params)
     from dream_engine import DreamError
 
-    engine, dream_params = in_process_engine(args, params)
     if preview is not None:
         progress = previews.in_process(progress, preview)
     try:
@@ -473,7 +508,12 @@ def dream_in_process(image, params, args, progress, preview, guide=None):
 
 def in_process_engine(args, params):
     """(the engine in this process, `params` as DreamParams): Keras and its backend are imported only on this path."""
-    from dream_engine import startup
+    try:
+        from dream_engine import startup
+    except ImportError:  # the client package: a laptop's or a script's, which dreams on a daemon only
+        raise CommandError("this installation (the client package, deepdream-client) has no engine to dream in "
+                           "this process: start a daemon, or point --endpoint at one (deepdream ping says whether "
+                           "one answers)") from None
 
     startup.use_backend(args.backend)
     try:
@@ -559,10 +599,9 @@ def dream_zoom(client, pong, image, zoom, params, args, output):
 
 
 def zoom_in_process(image, params, zoom, args, progress, write_frame):
+    engine, dream_params = in_process_engine(args, params)
     from dream_engine import DreamError
     from dream_engine import zoom as zooming
-
-    engine, dream_params = in_process_engine(args, params)
 
     def dream(frame, frame_params, as_part):
         return engine.dream(frame, frame_params, progress=lambda event: progress(as_part(event))), frame_params

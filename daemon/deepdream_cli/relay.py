@@ -13,14 +13,14 @@ What a relay cannot pass on: the daemon notices a vanished client by its
 connection closing, and behind the relay the connection is the relay's, so
 the dream of a client that was killed (not cancelled) runs to its end."""
 
-import ipaddress
 import logging
 import threading
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from deepdream_client.client import SettingsError, check_endpoint, resolve_client_keys, resolve_server_key
+from deepdream_client.client import (SettingsError, check_endpoint, is_loopback, resolve_client_keys,
+                                     resolve_server_key)
 
 log = logging.getLogger("deepdream.relay")
 
@@ -39,15 +39,9 @@ _EVENTS = {
 def check_listen(endpoint):
     """The relay's local side is plain text: only this computer may reach it."""
     endpoint = check_endpoint(endpoint, "--listen")
-    if endpoint.startswith("tcp://"):
-        host = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
-        try:
-            local = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            local = False
-        if not local:
-            raise SettingsError(f"--listen {endpoint}: the relay's side for clients is unencrypted, so it listens "
-                                f"on this computer only; use tcp://127.0.0.1:PORT")
+    if endpoint.startswith("tcp://") and not is_loopback(endpoint):
+        raise SettingsError(f"--listen {endpoint}: the relay's side for clients is unencrypted, so it listens on "
+                            f"this computer only; use tcp://127.0.0.1:PORT")
     return endpoint
 
 

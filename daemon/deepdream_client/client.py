@@ -139,6 +139,21 @@ def check_endpoint(endpoint, source=None):
     return endpoint
 
 
+def is_loopback(endpoint):
+    """Whether only this computer can reach `endpoint`: ipc://, or tcp:// to localhost or a loopback address (or
+    the loopback interface by name, as a daemon may bind it). A host name is taken to face the network."""
+    scheme, _, address = endpoint.partition("://")
+    if scheme == "ipc":
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    if host in ("localhost", "lo"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface or a host name
+
+
 def _tcp_problem(address):
     """What is wrong with a tcp:// endpoint's HOST:PORT, or None."""
     host, _, port = address.rpartition(":")

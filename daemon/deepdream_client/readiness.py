@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from .client import DaemonUnavailable, config_path, load_config
+from .client import DaemonUnavailable, config_path, is_loopback, load_config
 from .paths import cache_file
 from .quoting import command_line
 from .vocabulary import DEFAULT_ENDPOINT
@@ -58,11 +58,14 @@ def wait_ready(client, timeout=START_TIMEOUT, process=None, log_path=None, on_wa
 def ensure_daemon(client, timeout=START_TIMEOUT, on_wait=None):
     """The ready daemon's pong: a ping first; when none answers, the recorded
     start_command is run (not from a sandboxed GIMP: Flatpak, Snap, Microsoft
-    Store, where the installer's user service starts the daemon) and waited for.
+    Store, where the installer's user service starts the daemon; nor for another
+    computer's address, which a daemon here could not take) and waited for.
     NotReady, with what to do, when that cannot work."""
     try:
         pong = client.ping(timeout=PING_TIMEOUT)
     except DaemonUnavailable:
+        if not is_loopback(client.endpoint):
+            raise NotReady(remote_hint(client.endpoint)) from None
         settings = load_config()
         command = settings.get("start_command")
         if not command or sandbox():
@@ -119,6 +122,14 @@ def start_command_hint(endpoint, command, service_start=None):
                         f"--service in your DeepDream folder to have it start whenever you log in.)")
     return intro + (f"(It is in your DeepDream folder. Running {installer()} there records it in {config_path()}, "
                     f"so that GIMP can start it by itself.)")
+
+
+def remote_hint(endpoint):
+    """What to tell a user whose configured daemon, on another computer, does not answer."""
+    return (f"No DeepDream daemon answers at {endpoint}. That is another computer's address, so none is started "
+            f"here: check that the daemon runs there (`deepdream ping --endpoint {endpoint}` asks it) and that the "
+            f"address in {config_path()} is right; a daemon with CURVE also needs its server.key there as "
+            f"\"server_key\", or a relay on this computer.")
 
 
 def sandbox():

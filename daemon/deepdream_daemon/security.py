@@ -2,15 +2,15 @@
 private folders for ipc sockets, and one daemon per endpoint."""
 
 import errno
-import ipaddress
 import logging
 import os
 import socket
 import stat
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import zmq
+
+from deepdream_client.client import is_loopback
 
 from .config import ConfigError
 
@@ -31,16 +31,6 @@ def check_endpoint(endpoint, encrypted):
     if endpoint.startswith("ipc://@") and not encrypted:
         raise ConfigError(f"refusing {endpoint}: abstract ipc sockets have no file permissions; "
                           f"use a path such as ipc://$XDG_RUNTIME_DIR/deepdream/daemon.sock")
-
-
-def is_loopback(endpoint):
-    host = urlsplit(endpoint).hostname or ""
-    if host in ("localhost", "lo"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name or a host name: may face the network
 
 
 def prepare_ipc(endpoint):
