@@ -7,13 +7,14 @@ CURVE key pair, as a studio's must: the clients' CURVE sessions run through HAPr
 
 import os
 import socket
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from daemon_process import free_port, start_daemon
+from daemon_process import daemon_command, free_port, start_daemon
 from deepdream_cli.keys import make_pair
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
 from deepdream_daemon import agent
@@ -94,6 +95,17 @@ def dream_on(client, image, params, record=None, **options):
 ])
 def test_the_agent_tells_haproxy_whether_a_daemon_takes_new_dreams(state, stopping, busy, queued, line):
     assert agent.reply(state, stopping, busy, queued, capacity=16) == line
+
+
+def test_an_agent_port_already_taken_stops_the_daemon_at_start_in_one_sentence():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(daemon_command() + ["--endpoint", f"tcp://127.0.0.1:{free_port()}", "--agent-port",
+                                                  str(port)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "XDG_CONFIG_HOME": "/nonexistent"})
+    assert done.returncode == 1
+    assert f"cannot answer HAProxy's agent check on port {port}: Address already in use; give --agent-port a free " \
+           f"port (or 0 for no agent)" in done.stderr, done.stderr
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ The thread only reads the worker's and the queue's plain attributes (safe under
 the GIL): a daemon busy in a long step still answers at once."""
 
 import logging
+import os
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -45,8 +46,9 @@ def listen(endpoint, port):
     try:
         return _listener(endpoint, port)
     except OSError as error:
-        raise ConfigError(f"cannot answer HAProxy's agent check on port {port}: {error.strerror or error}; give "
-                          f"--agent-port a free port (or 0 for no agent)") from None
+        reason = os.strerror(error.errno) if error.errno else str(error)  # create_server adds the address to strerror
+        raise ConfigError(f"cannot answer HAProxy's agent check on port {port}: {reason}; give --agent-port a free "
+                          f"port (or 0 for no agent)") from None
 
 
 def _listener(endpoint, port):
