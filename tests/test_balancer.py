@@ -173,6 +173,18 @@ def test_a_cancel_from_another_client_or_thread_stops_the_right_dream(studio):
 
 
 @pytest.mark.slow
+def test_a_cancel_from_the_dreams_own_progress_callback_rides_its_connection(studio):
+    replies = []
+
+    def cancel_once_running(event):
+        if event["octave"] >= 1 and not replies:
+            replies.append(client.cancel("own-callback"))  # the waiting thread itself: sent once this returns
+    with studio.client() as client, pytest.raises(DaemonError) as ended:
+        client.dream_array(photo(96, 96), LONG, progress=cancel_once_running, request_id="own-callback")
+    assert ended.value.code == "CANCELLED" and replies[0]["found"] is True
+
+
+@pytest.mark.slow
 def test_a_client_that_goes_away_mid_dream_frees_its_daemon(studio):
     """HAProxy closes its connection to the daemon when the client's closes: the daemon's heartbeat finds the client
     gone and stops the dream, as without a balancer (a relay, by contrast, keeps its connection)."""

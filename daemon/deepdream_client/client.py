@@ -327,8 +327,10 @@ class DreamClient:
         (`found`: whether the daemon had it). A dream of this client's that another
         thread waits for is cancelled on its own connection, which reaches the daemon
         running it, also through a load balancer; once it has ended, `found` is false
-        without asking. Any other dream is cancelled at `daemon`, the address its
-        replies name (their `daemon` key), else at the endpoint."""
+        without asking, and from the dream's own thread (a progress or frame
+        callback) it is sent when the callback returns, `found` true at once. Any
+        other dream is cancelled at `daemon`, the address its replies name (their
+        `daemon` key), else at the endpoint."""
         flight = self._flights.get(target_id)
         if flight is not None:
             return flight.cancel(target_id, self.timeout if timeout is None else timeout,
@@ -645,15 +647,18 @@ class _Flight:
         self.asked = threading.Event()
         self.done = threading.Event()
         self.reply = None
+        self.thread = threading.get_ident()  # the dreaming thread: it cannot wait for itself
 
     def answer(self, reply):
         self.reply = reply
         self.done.set()
 
     def cancel(self, target_id, timeout, unanswered):
-        """The daemon's `cancelled` reply; found false when the dream ended first; unanswered() raised after
-        `timeout` seconds without either."""
+        """The daemon's `cancelled` reply; found false when the dream ended first, true at once from the dreaming
+        thread itself; unanswered() raised after `timeout` seconds without any."""
         self.asked.set()
+        if threading.get_ident() == self.thread:  # asked from a callback: sent once it returns
+            return {"type": "cancelled", "id": None, "target": target_id, "found": True}
         if not self.done.wait(timeout):
             raise unanswered()
         return self.reply or {"type": "cancelled", "id": None, "target": target_id, "found": False}
