@@ -70,7 +70,9 @@ core = types.ModuleType("keras.src.backend.torch.core")
 core.get_device = lambda: "mps"
 sys.modules.update({"torch": torch, "keras.src.backend.torch.core": core})
 from dream_engine.backends import torch as backend
-print(backend.gpu_name(), backend.gpu_free_bytes(), backend.is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")), backend.is_out_of_memory(RuntimeError("shape mismatch")))
+out_of_memory = RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")
+print(backend.gpu_name(), backend.gpu_free_bytes(), backend.is_out_of_memory(out_of_memory),
+      backend.is_out_of_memory(RuntimeError("shape mismatch")))
 '''
 
 

@@ -26,7 +26,8 @@ from daemon_process import free_port, start_daemon
 from deepdream_client.client import DreamClient
 from harness import poll, stop, wait_for
 from images import photo
-from interface import CANVAS, dream_and_undo, plugin_complaints, preview_then_failure
+from interface import (CANVAS, dream_and_undo, plugin_complaints, preview_then_failure,
+                       selection_cancel_and_round_trip)
 
 pytestmark = pytest.mark.gimp  # every test here needs the GIMP 3 test root
 
@@ -85,6 +86,10 @@ image = load('photo.png')
 dream('daemon-error', image, image.get_layers()[0], "R'G'B' u8", endpoint=endpoint, layers='nosuchlayer:1', {PROPS})
 image = load('photo.png')
 dream('daemon-down', image, image.get_layers()[0], "R'G'B' u8", endpoint=os.environ['DD_NOBODY'], {PROPS})
+with_start_command(['/nonexistent/DeepDream/.venv/bin/deepdream-daemon'])  # an install moved away
+image = load('photo.png')
+dream('start-fails', image, image.get_layers()[0], "R'G'B' u8", endpoint=os.environ['DD_NOBODY'], {PROPS})
+with_start_command(None)
 image = load('gray.png')
 dream('last-values', image, image.get_layers()[0], "Y' u8", run_mode=Gimp.RunMode.WITH_LAST_VALS)
 image = load('big.png')
@@ -118,7 +123,7 @@ def batch(gimp, dreamd):
     results, output = gimp.run_batch(BATCH, DD_ENDPOINT=dreamd.endpoint, DEEPDREAM_ENDPOINT=dreamd.endpoint,
                                      DD_NOBODY=f"tcp://127.0.0.1:{free_port()}")
     print(f"GIMP batch: {time.monotonic() - started:.1f} s")
-    assert len(results) == 16, f"the batch script stopped early:\n{output[-3000:]}"
+    assert len(results) == 17, f"the batch script stopped early:\n{output[-3000:]}"
     return results
 
 
@@ -277,6 +282,19 @@ def test_daemon_down_names_the_endpoint_and_the_command(batch, gimp):
     check_unchanged(gimp, result, "daemon-down")
 
 
+def test_a_start_command_that_fails_is_told_in_a_sentence(batch, gimp):
+    """client.json names a daemon that is not there (its folder moved): the message gives the address
+    tried, the command and what failed, in words (no Python list, no errno), and what to do."""
+    result = batch["start-fails"]
+    assert result["status"] == "execution-error"
+    message = result["message"]
+    assert message.startswith("No DeepDream daemon answers at tcp://127.0.0.1:"), message
+    assert ("and starting one with /nonexistent/DeepDream/.venv/bin/deepdream-daemon failed: No such file or "
+            "directory. Run install.sh in your DeepDream folder again") in message, message
+    assert "[" not in message and "Errno" not in message, message
+    check_unchanged(gimp, result, "start-fails")
+
+
 def test_with_last_values_runs_without_a_dialog(batch):
     """Filters > Repeat: no dialog, and (someone watches the canvas) with live previews, which
     the gray layer gets as RGB and GIMP shows in gray; they leave no trace in the undo history."""
@@ -338,7 +356,7 @@ def zoom_batch(gimp, dreamd):
 
 
 def test_zoom_makes_a_new_image_a_layer_per_frame(zoom_batch, gimp, client):
-    """Filters > DeepDream Zoom... in a script: a new image of the layer's size whose layers, bottom to top,
+    """Filters > DeepDream: Zoom... in a script: a new image of the layer's size whose layers, bottom to top,
     are the start frame and the 3 dreamed ones, named for GIMP's animation playback and GIF export; the
     frames are the client's own zoom of the same layer."""
     result = zoom_batch["zoom"]
@@ -582,3 +600,53 @@ def test_interface_shows_the_dream_growing_and_a_failure_leaves_the_image_as_it_
     assert not title_before.startswith("*") and title_after == title_before, titles
     assert "2 layers" in title_preview
     assert not plugin_complaints(log), "\n".join(plugin_complaints(log))
+
+
+def test_interface_preview_masked_cancel_one_undo_away_and_undo_redo_leave_the_image_clean(gimp, tmp_path):
+    """With a 200x160 selection the preview shows what the result will be: only the selection changes,
+    not the 328x288 neighbourhood dreamed around it, and it grows within an octave, not only at its end.
+    Cancel in the status bar (GIMP kills the plug-in and ends its undo group) leaves the preview one
+    Ctrl+Z away, and that Ctrl+Z gives back the image as it was, unchanged in GIMP's eyes. A dream, Undo,
+    Redo, Filters > Repeat and two Undos end clean too."""
+    Image.fromarray(photo(300, 420, seed=11)).save(gimp.host("gui.png"))
+    with start_daemon() as daemon, DreamClient(daemon.endpoint, timeout=30) as client:
+        (before, previewed, later), titles, log = selection_cancel_and_round_trip(
+            gimp, gimp.path("gui.png"), daemon.endpoint, lambda: client.ping().get("busy"), (110, 70, 200, 160))
+    title_before, title_cancelled, title_undone, title_after = titles
+    for name, screen in (("before", before), ("preview", previewed), ("later", later)):
+        Image.fromarray(screen).save(tmp_path / f"{name}.png")  # to look at when an assertion fails
+    # The later preview is the one judged: under load GIMP may draw a new layer before its mask.
+    inside, ring = preview_change(before, later, (160, 200), around=64)
+    assert inside > 0.5, f"the preview changed {inside:.0%} of the selection (screens in {tmp_path})"
+    assert ring < 0.01, (f"the preview changed {ring:.1%} of the 64 px around the selection, dreamed but not "
+                         f"selected (screens in {tmp_path})")
+    refreshed, _ = preview_change(previewed, later, (160, 200), around=64)
+    assert refreshed > 0.05, f"a preview interval later, within the octave, {refreshed:.0%} of the selection changed"
+    assert not title_before.startswith("*")
+    assert title_cancelled is not None and "2 layers" in title_cancelled, titles  # the preview, in the history
+    assert title_undone == title_before, titles
+    assert title_after == title_before, titles
+    assert not plugin_complaints(log), "\n".join(plugin_complaints(log))
+
+
+def preview_change(before, after, size, around, slack=3):
+    """Where the screen changed: the share of changed pixels in the `size` (height, width) window that holds
+    the most of them (the selection, wherever GIMP put the image on the canvas), and the share in the ring
+    `around` pixels wide about it (the dreamed neighbourhood), `slack` pixels of the selection's outline
+    left out of both."""
+    changed = np.any(before != after, axis=2).astype(np.int64)
+    sums = np.pad(changed.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def count(top, left, height, width):
+        top, left = max(top, 0), max(left, 0)
+        bottom, right = min(top + height, changed.shape[0]), min(left + width, changed.shape[1])
+        return sums[bottom, right] - sums[top, right] - sums[bottom, left] + sums[top, left]
+
+    height, width = size
+    windows = (sums[height:, width:] - sums[:-height, width:] - sums[height:, :-width] + sums[:-height, :-width])
+    top, left = np.unravel_index(np.argmax(windows), windows.shape)
+    inner = count(top + slack, left + slack, height - 2 * slack, width - 2 * slack)
+    outer = (count(top - around, left - around, height + 2 * around, width + 2 * around)
+             - count(top - slack, left - slack, height + 2 * slack, width + 2 * slack))
+    ring_area = (height + 2 * around) * (width + 2 * around) - (height + 2 * slack) * (width + 2 * slack)
+    return inner / ((height - 2 * slack) * (width - 2 * slack)), outer / ring_area

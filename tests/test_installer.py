@@ -227,7 +227,8 @@ def test_a_start_command_that_fails_names_the_command_and_what_to_do(monkeypatch
     with pytest.raises(readiness.NotReady) as failure:
         readiness.start_daemon([str(tmp_path / "gone" / "deepdream-daemon")], "tcp://127.0.0.1:5555")
     message = str(failure.value)
-    assert f"Could not start the DeepDream daemon with {tmp_path}/gone/deepdream-daemon: No such file" in message
+    assert (f"No DeepDream daemon answers at tcp://127.0.0.1:5555, and starting one with {tmp_path}/gone/"
+            f"deepdream-daemon failed: No such file or directory.") in message
     assert "install.sh" in message and "[" not in message and "Errno" not in message
 
 

@@ -95,9 +95,9 @@ def start_daemon(command, endpoint):
                 return subprocess.Popen(argv, creationflags=_WINDOWS_DETACHED, **options)
         except OSError as error:
             reason = error.strerror or str(error)
-            raise NotReady(f"Could not start the DeepDream daemon with {command_line(argv)}: {reason}. Run "
-                           f"{installer()} in your DeepDream folder again, or fix \"start_command\" in "
-                           f"{config_path()}.") from None
+            raise NotReady(f"No DeepDream daemon answers at {endpoint}, and starting one with {command_line(argv)} "
+                           f"failed: {reason}. Run {installer()} in your DeepDream folder again (it records the "
+                           f"daemon's command), or fix \"start_command\" in {config_path()}.") from None
 
 
 # No console window, its own process group (GIMP's Ctrl+C and console do not reach it).

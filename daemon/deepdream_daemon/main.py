@@ -90,6 +90,7 @@ def choose_device(device):
     # (TF_CPP_MIN_LOG_LEVEL is dream_engine's own business: its package sets it before TensorFlow loads.)
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+        os.environ["KERAS_TORCH_DEVICE"] = "cpu"  # Keras's torch backend would take Apple's GPU (mps) by itself
     # Take GPU memory as needed rather than all of it up front: the GPU may be shared with GIMP
     # and other programs, and out-of-memory is then a per-dream error we can retry. (PyTorch's
     # allocator grows by itself; TensorFlow and JAX take most of the GPU at start unless told.)

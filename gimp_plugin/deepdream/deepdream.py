@@ -3,7 +3,7 @@
 #
 # Sends the active layer's pixels (or the selection's neighbourhood) to the
 # deepdream-daemon over ZeroMQ and puts the dream into a new layer above it,
-# in one undo step. Filters > DeepDream Zoom... dreams an infinite zoom of the
+# in one undo step. Filters > DeepDream: Zoom... dreams an infinite zoom of the
 # layer into a new image, a layer per frame. Runs in GIMP's own Python with gi and
 # the standard library only: the installer copies the `deepdream_client` package
 # (protocol + client) and msgpack's pure-Python files beside this file; pyzmq is
@@ -19,7 +19,8 @@ gi.require_version('Gimp', '3.0')
 gi.require_version('GimpUi', '3.0')
 gi.require_version('Gegl', '0.4')
 gi.require_version('Gtk', '3.0')
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject, Gtk
+gi.require_version('Gdk', '3.0')
+from gi.repository import Gdk, Gegl, Gimp, GimpUi, GLib, GObject, Gtk
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deepdream_client.layer_spec import format_layers, parse_layers  # standard library only, like the vocabulary
@@ -43,6 +44,9 @@ CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (less ar
 # "Dream size"): 74 CPU s against 40 at 1 MP, 171 at 4 MP and about 1055 at full size; at 1 MP the dream's
 # strokes are blown up 4.9x and look soft, at 2 MP 3.5x, and 4 MP looks barely finer for 2.3x the time.
 DREAM_SIZE = 2.0
+# The zoom dialog's first frame count: a few frames show the motion in seconds (the wire's default is 10);
+# GIMP then remembers the artist's own.
+ZOOM_FRAMES = 4
 MODELS_WAIT = 1.0  # seconds the dialog waits for the daemon to say which networks it has
 # Live previews on the canvas: sharper than the daemon's default 512 px on a full-window canvas; the
 # daemon's interval (2 s within an octave, and at each octave's end) is kept.
@@ -212,21 +216,19 @@ def scale_into(buffer, rgb, width, height, region):
 
 
 class CanvasPreview:
-    """The dream so far, in a layer above the source while the daemon works (docs/protocol.md: previews).
+    """The dream so far, in a layer above the source while the daemon works (docs/protocol.md: previews),
+    masked by the selection as the result will be.
 
-    The layer is added and removed with the image's undo frozen, and its pixels are written straight
-    into its buffer (which records no undo), so the undo history never sees it: every way out the
-    plug-in controls removes it and leaves the image and its history as they were. GIMP marks an
-    image changed even for what it does not record (gimp_image_undo_push dirties it before it looks
-    at the freeze), so an image that was unchanged is marked clean again. GIMP kills a plug-in whose
-    progress bar the user cancels; that leaves the preview layer (named so) outside the undo history,
-    and the image marked changed."""
+    It lives inside the dream's undo group, which stays open until the plug-in ends, so it is never
+    outside the undo history: a dream that finishes replaces it in that group (one undo step: the dream's
+    layer); a failure the plug-in sees removes it again (and an image that was clean is marked clean);
+    a Cancel from the status bar, where GIMP kills the plug-in and ends its open group itself, leaves it
+    one Ctrl+Z away. Its pixels are written straight into its buffer, which records no undo."""
 
     def __init__(self, image, source, region, summary):
         self.image, self.source, self.region, self.summary = image, source, region, summary
         self.layer = None
         self.selected = image.get_selected_layers()
-        self.was_clean = not image.is_dirty()
 
     def show(self, event):
         preview = event.get('preview')
@@ -243,15 +245,13 @@ class CanvasPreview:
 
     def _add(self):
         kind = Gimp.ImageType.RGBA_IMAGE if self.source.is_rgb() else Gimp.ImageType.GRAYA_IMAGE
-        self.image.undo_freeze()
-        try:
-            layer = Gimp.Layer.new(self.image, f'DeepDream preview ({self.summary})', self.source.get_width(),
-                                   self.source.get_height(), kind, 100.0, Gimp.LayerMode.NORMAL)
-            self.image.insert_layer(layer, self.source.get_parent(), self.image.get_item_position(self.source))
-            layer.set_offsets(*self.source.get_offsets()[1:])
-            layer.fill(Gimp.FillType.TRANSPARENT)
-        finally:
-            self.image.undo_thaw()
+        layer = Gimp.Layer.new(self.image, f'DeepDream preview ({self.summary})', self.source.get_width(),
+                               self.source.get_height(), kind, 100.0, Gimp.LayerMode.NORMAL)
+        self.image.insert_layer(layer, self.source.get_parent(), self.image.get_item_position(self.source))
+        layer.set_offsets(*self.source.get_offsets()[1:])
+        layer.fill(Gimp.FillType.TRANSPARENT)
+        if not Gimp.Selection.is_empty(self.image):
+            add_selection_mask(layer)
         return layer
 
     def remove(self):
@@ -259,15 +259,14 @@ class CanvasPreview:
             return
         layer, self.layer = self.layer, None
         if layer.is_valid():
-            self.image.undo_freeze()
-            try:
-                self.image.remove_layer(layer)
-            finally:
-                self.image.undo_thaw()
+            self.image.remove_layer(layer)
             self.image.set_selected_layers([each for each in self.selected if each.is_valid()])
-            if self.was_clean:
-                self.image.clean_all()
             Gimp.displays_flush()
+
+
+def add_selection_mask(layer):
+    layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+    layer.set_edit_mask(False)  # GIMP makes the new mask the active drawable: Filters > Repeat needs the layer
 
 
 def start(procedure, run_mode, drawables, config):
@@ -318,40 +317,55 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
     source, refused = start(procedure, run_mode, drawables, config)
     if refused is not None:
         return refused
-    preview = None
-    try:
-        params, summary = dream_values(config)
-        x, y, w, h = dream_region(source, image)
-        fmt, dtype, channels = pixel_format(source, image.get_precision())
-        rect = Gegl.Rectangle.new(x, y, w, h)
-        pixels = read_pixels(source, rect, fmt, dtype)
-        # Someone watches the canvas in the dialog's run and in Filters > Repeat; a script gains nothing.
-        if run_mode != Gimp.RunMode.NONINTERACTIVE:
-            preview = CanvasPreview(image, source, (x, y, w, h), summary)
-
-        def progress(event):
-            show_progress(event)
-            if preview is not None:
-                preview.show(event)
-
-        guide = guide_pixels(config)
-        Gimp.progress_init('DeepDream')
-        try:
-            client = connect(config)
-            try:
-                Gimp.progress_set_text('DeepDream: sending the image...')
-                result = client.dream(pixels, w, h, channels, dtype, params, progress=progress,
-                                      preview=PREVIEW if preview is not None else None, guide=guide)
-            finally:
-                client.close()
-        finally:
-            if preview is not None:
-                preview.remove()
-    except Exception as error:  # noqa: BLE001  every error ends as a message (explain), the image untouched
-        return failure(procedure, explain(error))
-
-    # Only now is the image touched: everything below is one undo step, undone as a whole on failure.
+    was_clean = not image.is_dirty()
+    # One undo group from here to the end, open while the preview is on the canvas (CanvasPreview says why);
+    # GIMP drops it if nothing went into it.
     image.undo_group_start()
+    try:
+        dream_layer(run_mode, image, source, config)
+    except Exception as error:  # noqa: BLE001  every error ends as a message (explain), the image as it was
+        image.undo_group_end()
+        if was_clean:
+            image.clean_all()
+        Gimp.displays_flush()
+        return failure(procedure, explain(error))
+    image.undo_group_end()
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def dream_layer(run_mode, image, source, config):
+    """Dream `source` (or the selection's neighbourhood) and put the dream in a new layer above it, masked
+    by the selection. Raises with what to tell the user; whatever it added is removed again before it
+    raises."""
+    params, summary = dream_values(config)
+    x, y, w, h = dream_region(source, image)
+    fmt, dtype, channels = pixel_format(source, image.get_precision())
+    rect = Gegl.Rectangle.new(x, y, w, h)
+    pixels = read_pixels(source, rect, fmt, dtype)
+    guide = guide_pixels(config)
+    # Someone watches the canvas in the dialog's run and in Filters > Repeat; a script gains nothing.
+    preview = CanvasPreview(image, source, (x, y, w, h), summary) if run_mode != Gimp.RunMode.NONINTERACTIVE else None
+
+    def progress(event):
+        show_progress(event)
+        if preview is not None:
+            preview.show(event)
+
+    Gimp.progress_init('DeepDream')
+    try:
+        client = connect(config)
+        try:
+            Gimp.progress_set_text('DeepDream: sending the image...')
+            result = client.dream(pixels, w, h, channels, dtype, params, progress=progress,
+                                  preview=PREVIEW if preview is not None else None, guide=guide)
+        finally:
+            client.close()
+    finally:
+        if preview is not None:
+            preview.remove()
+
     layer = None
     try:
         kind = Gimp.ImageType.RGBA_IMAGE if source.is_rgb() else Gimp.ImageType.GRAYA_IMAGE
@@ -365,18 +379,16 @@ def deepdream(procedure, run_mode, image, drawables, config, data):
         buffer.flush()
         layer.update(x, y, w, h)
         if not Gimp.Selection.is_empty(image):
-            layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
-            layer.set_edit_mask(False)  # GIMP makes the new mask the active drawable: Filters > Repeat needs the layer
+            add_selection_mask(layer)
         image.set_selected_layers([layer])
     except Exception as error:  # noqa: BLE001  the image must come out as it went in
         if layer is not None and layer.is_valid():
             image.remove_layer(layer)
-        image.undo_group_end()
-        return failure(procedure, f'DeepDream could not write its layer: {error}')
-    image.undo_group_end()
-    Gimp.progress_end()
-    Gimp.displays_flush()
-    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+        raise LayerError(f'DeepDream could not write its layer: {error}') from None
+
+
+class LayerError(ValueError):
+    """Writing the dream into GIMP failed (explain shows it as it is)."""
 
 
 def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
@@ -423,7 +435,7 @@ class FrameImage:
 
 
 def deepdream_zoom(procedure, run_mode, image, drawables, config, data):
-    """Filters > DeepDream Zoom...: the active layer (all of it: a zoom magnifies about the layer's centre) is
+    """Filters > DeepDream: Zoom...: the active layer (all of it: a zoom magnifies about the layer's centre) is
     frame 0 of a new image; each frame the daemon dreams is added above the last. Returns the new image."""
     source, refused = start(procedure, run_mode, drawables, config)
     if refused is not None:
@@ -512,10 +524,17 @@ def run_dialog(procedure, config):
     # A list, as the preset's: GIMP 3.2 shows a choice of up to 3 items as radio buttons by default, whose
     # frame title takes no mnemonic (its dialog then complains: no mnemonic for property normalize).
     dialog.get_widget('normalize', Gtk.ComboBox.__gtype__)
+    # The Network field stays text (GIMP's choices are fixed when the plug-in registers, and a daemon has
+    # its own model files): empty says the default's name, and its arrow offers the daemon's networks, or
+    # the built-in ones while no daemon answers.
     models = daemon_models(config)
-    if models:  # the Network field's tooltip names them (GIMP's choices are fixed when the plug-in registers)
-        dialog.get_widget('model', GObject.TYPE_NONE).set_tooltip_text(
-            f"{MODEL_HELP}.\nThis daemon has: {', '.join(models)}")
+    field = dialog.get_widget('model', GimpUi.LabelEntry.__gtype__)
+    if models:
+        field.set_tooltip_text(f"{MODEL_HELP}.\nThis daemon has: {', '.join(models)}")
+    offer_networks(field.get_entry(), models or BUILT_IN_MODELS)
+    for name, zero in (('tile-size', 'Automatic'), ('dream-size', 'Full size')):
+        if config.find_property(name) is not None:
+            name_zero(dialog.get_widget(name, GObject.TYPE_NONE), zero)
     dialog.fill_box('advanced-fields', list(ADVANCED))
     dialog.get_label('advanced-title', 'Advanced', False, False)
     dialog.fill_expander('advanced', 'advanced-title', False, 'advanced-fields')
@@ -543,6 +562,44 @@ def run_dialog(procedure, config):
     return ok
 
 
+# Networks as artists know them; a model file of the daemon's keeps its own name.
+NETWORK_NAMES = {'inception_v3': 'InceptionV3', 'vgg16': 'VGG16', 'vgg19': 'VGG19', 'resnet50v2': 'ResNet50V2',
+                 'inception_resnet_v2': 'Inception-ResNet-v2', 'xception': 'Xception'}
+
+
+def offer_networks(entry, names):
+    """The Network field's arrow: a menu of `names` (the default first); choosing one writes its name."""
+    entry.set_placeholder_text(f'{NETWORK_NAMES.get(DEFAULT_MODEL, DEFAULT_MODEL)} (the classic DeepDream)')
+    entry.set_icon_from_icon_name(Gtk.EntryIconPosition.SECONDARY, 'pan-down-symbolic')
+    entry.set_icon_tooltip_text(Gtk.EntryIconPosition.SECONDARY, 'Choose one of the networks the daemon has')
+    menu = Gtk.Menu()
+    for name in sorted(names, key=lambda name: name != DEFAULT_MODEL):
+        label = NETWORK_NAMES.get(name, name) + (' (the default)' if name == DEFAULT_MODEL else '')
+        item = Gtk.MenuItem(label=label)
+        item.connect('activate', lambda _item, name=name: entry.set_text(name))
+        menu.append(item)
+    menu.show_all()
+    menu.attach_to_widget(entry)
+    entry.connect('icon-press', lambda _entry, _position, event: menu.popup_at_widget(
+        entry, Gdk.Gravity.SOUTH_EAST, Gdk.Gravity.NORTH_EAST, event))
+
+
+def name_zero(field, text):
+    """A numeric field whose 0 means something (automatic tiles, full size) shows that word for it."""
+    spin = field.get_spin_button() if hasattr(field, 'get_spin_button') else field
+
+    def output(button):
+        if button.get_adjustment().get_value() != 0:
+            return False
+        button.set_text(text)
+        return True
+
+    # No 'input' handler: GTK reads the word as 0 by itself (strtod stops at its first letter), and
+    # PyGObject cannot fill that signal's out-argument.
+    spin.connect('output', output)
+    spin.update()
+
+
 def add_param(procedure, name, label, blurb, table=PARAMS):
     """A dream parameter's argument (or with table=ZOOM_OPTIONS a zoom's), its range and default from the
     shared vocabulary. GIMP's int arguments are signed 32-bit: the seed offers the lower half of the
@@ -550,7 +607,7 @@ def add_param(procedure, name, label, blurb, table=PARAMS):
     param = table[name.replace('-', '_')]
     low = {'tile-size': AUTOMATIC_TILES, 'dream-size': FULL_SIZE}.get(name, param.low)
     high = min(param.high, GIMP_SEED_MAX) if name == 'seed' else param.high
-    default = DREAM_SIZE if name == 'dream-size' else param.default
+    default = {'dream-size': DREAM_SIZE, 'frames': ZOOM_FRAMES}.get(name, param.default)
     add = procedure.add_int_argument if param.kind is int else procedure.add_double_argument
     add(name, label, blurb, low, high, default, GObject.ParamFlags.READWRITE)
 
@@ -649,7 +706,9 @@ class DeepDream(Gimp.PlugIn):
                                             None)
         procedure.set_image_types('RGB*, GRAY*')
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        procedure.set_menu_label('DeepDream _Zoom...' if zoom else '_DeepDream...')
+        # GIMP sorts a menu's plug-ins by label: 'DeepDream...' comes before 'DeepDream: Zoom...' in every
+        # locale (it came after 'DeepDream Zoom...' where a space sorts before a dot, as in C.UTF-8).
+        procedure.set_menu_label('DeepDream: _Zoom...' if zoom else '_DeepDream...')
         procedure.add_menu_path('<Image>/Filters')
         common = ('A preset other than "custom" sets layers, octaves, octave scale, steps and step size. The '
                   f'endpoint, when empty, is $DEEPDREAM_ENDPOINT, else the one the installer recorded, else '

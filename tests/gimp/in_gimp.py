@@ -145,3 +145,14 @@ def record_result(case, record):
     with open(os.path.join(WORK, 'results.json'), 'w') as handle:
         json.dump(RESULTS, handle, indent=1)
     return record
+
+
+def with_start_command(command):
+    """This GIMP's client.json records `command` to start the daemon (None: no client.json)."""
+    path = os.path.join(os.environ['XDG_CONFIG_HOME'], 'deepdream', 'client.json')
+    if command is None:
+        os.remove(path)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as handle:
+        json.dump({'start_command': command}, handle)

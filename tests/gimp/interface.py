@@ -5,6 +5,7 @@ these walks return; tests/gimp/screenshots.py makes the README's pictures from t
 
 import re
 import subprocess
+import time
 
 import numpy as np
 from harness import Screen, poll, stop
@@ -61,11 +62,13 @@ class GimpWindow:
     """GIMP's GUI on its own Xvfb screen with `image` (a path inside the root) open in a 1280x800
     window; everything GIMP and its plug-ins print goes to a file that log() reads."""
 
-    def __init__(self, gimp, image, endpoint):
+    def __init__(self, gimp, image, endpoint, script=None):
+        """`script`: Python that GIMP runs once its window is up (python-fu-eval), to set the image up."""
         self.log_path = gimp.host("gimp-gui.log")
         self.screen = Screen(gimp)
+        batch = ["--batch-interpreter=python-fu-eval", "-b", script] if script else []
         with open(self.log_path, "wb") as log:
-            self.app = subprocess.Popen(gimp.command(gimp.gui_program, "--no-splash", image,
+            self.app = subprocess.Popen(gimp.command(gimp.gui_program, "--no-splash", image, *batch,
                                                      DISPLAY=self.screen.display, DEEPDREAM_ENDPOINT=endpoint),
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -82,7 +85,7 @@ class GimpWindow:
         screen = self.screen
         menu = open_menu(screen, "alt+r")  # Filte_rs
         shoot(screen, "menu")
-        screen.xdotool("key", "Up", "Return")  # the menu's last entry, DeepDream...
+        screen.xdotool("key", "Up", "Up", "Return")  # the menu's last but one entry, DeepDream... (then its Zoom)
         dialog = screen.wait_window("^DeepDream...$", 30)
         assert dialog, "Filters > DeepDream... did not open a dialog"
         assert screen.wait_closed(menu, 10)
@@ -94,13 +97,13 @@ class GimpWindow:
         return dialog, screen.geometry()[dialog]
 
     def open_zoom_dialog_and_cancel(self):
-        """Filters > DeepDream Zoom... (its mnemonic, Z) opens the zoom's dialog, all its fields built;
+        """Filters > DeepDream: Zoom... (its mnemonic, Z) opens the zoom's dialog, all its fields built;
         Escape closes it, nothing dreamed."""
         screen = self.screen
         menu = open_menu(screen, "alt+r")
         screen.xdotool("key", "z")
-        dialog = screen.wait_window("^DeepDream Zoom...$", 30)
-        assert dialog, "Filters > DeepDream Zoom... did not open a dialog"
+        dialog = screen.wait_window("^DeepDream: Zoom...$", 30)
+        assert dialog, "Filters > DeepDream: Zoom... did not open a dialog"
         assert screen.wait_closed(menu, 10)
         screen.xdotool("windowfocus", "--sync", dialog)
         screen.xdotool("key", "Escape")
@@ -192,3 +195,76 @@ def preview_then_failure(gimp, image, endpoint, daemon_busy, stop_daemon, shoot=
     finally:
         window.close()
     return before, previewed, (title_before, title_preview, title_after), window.log()
+
+
+SELECT_IN_GUI = """from gi.repository import Gimp
+image = Gimp.get_images()[0]
+image.select_rectangle(Gimp.ChannelOps.REPLACE, {x}, {y}, {width}, {height})
+image.clean_all()
+Gimp.displays_flush()
+"""
+PREVIEW_INTERVAL_S = 2  # the daemon's default between previews within an octave (docs/protocol.md)
+CANCEL_BUTTON = (-284, -18)  # the status bar's Cancel while a plug-in's progress shows, from the window's corner
+
+
+def selection_cancel_and_round_trip(gimp, image, endpoint, daemon_busy, selection, shoot=no_pictures):
+    """Open `image` with `selection` (x, y, width, height) selected, dream it long and watch the preview,
+    press the status bar's Cancel mid-dream (GIMP kills the plug-in), then Ctrl+Z; then a short dream,
+    Undo, Redo, Filters > Repeat (Ctrl+F) and two Undos. Returns the screens (before, with the preview),
+    the image window's titles (before; after Cancel; after its Ctrl+Z; after the round trip) and the log.
+    The screens: before, with the first preview, and a preview interval later, in the same octave."""
+    window = GimpWindow(gimp, image, endpoint, SELECT_IN_GUI.format(
+        x=selection[0], y=selection[1], width=selection[2], height=selection[3]))
+    screen = window.screen
+    image_window_id = screen.windows("GIMP$")[0]
+
+    def keys(*names):  # GIMP's shortcuts, to its image window (the canvas under the pointer, as a user's)
+        screen.xdotool("windowfocus", "--sync", image_window_id)
+        screen.xdotool("mousemove", *NOWHERE)
+        screen.xdotool("key", *names)
+
+    try:
+        assert poll(lambda: image_title(screen, 1) and not image_title(screen, 1).startswith("*"), 60), \
+            "the selection script did not run"
+        before = screen.settled()
+        title_before = image_title(screen, 1)
+        dialog, geometry = window.open_dialog()
+        screen.xdotool("key", "alt+t", "ctrl+a")
+        screen.xdotool("type", "400")
+        screen.xdotool("key", "Tab")
+        window.press_ok(dialog, geometry)
+        assert poll(lambda: daemon_busy() and image_title(screen, 2), 60, 0.2), "no preview layer mid-dream"
+        previewed = redrawn(screen, before)
+        shoot(screen, "preview-selection")
+        time.sleep(PREVIEW_INTERVAL_S + 1.5)  # still in the first of 4 octaves of 400 steps: a later preview
+        later = screen.settled()
+        x, y, width, height = screen.geometry()[image_window_id]
+        screen.click(x + width + CANCEL_BUTTON[0], y + height + CANCEL_BUTTON[1])
+        assert poll(lambda: not gimp.plugin_processes(), 30, 0.1), "Cancel did not stop the plug-in"
+        shoot(screen, "cancelled")
+        # GIMP says it closed the plug-in's open undo group ("left image undo in inconsistent state"): an
+        # artist reads it and presses OK.
+        message = screen.wait_window("^GIMP Message$", 10)
+        if message:
+            screen.xdotool("windowfocus", "--sync", message)
+            screen.xdotool("key", "Return")
+            assert screen.wait_closed(message, 10), "GIMP's message did not close"
+        title_cancelled = poll(lambda: image_title(screen, 2) or image_title(screen, 1), 10)
+        keys("ctrl+z")
+        title_undone = poll(lambda: image_title(screen, 1), 10)
+
+        dialog, geometry = window.open_dialog()
+        screen.xdotool("key", "alt+t", "ctrl+a")
+        screen.xdotool("type", "2")
+        screen.xdotool("key", "Tab")
+        window.press_ok(dialog, geometry)
+        assert image_window(screen, 2, 120), "the short dream made no layer"
+        assert poll(lambda: not gimp.plugin_processes(), 120, 0.1), "the short dream's plug-in did not end"
+        for key, layers in (("ctrl+z", 1), ("ctrl+y", 2), ("ctrl+f", 3), ("ctrl+z", 2), ("ctrl+z", 1)):
+            keys(key)
+            assert image_window(screen, layers, 120), f"{key} did not leave {layers} layers"
+            assert poll(lambda: not gimp.plugin_processes(), 120, 0.1), f"the plug-in did not end after {key}"
+        title_after = image_title(screen, 1)
+    finally:
+        window.close()
+    return (before, previewed, later), (title_before, title_cancelled, title_undone, title_after), window.log()
