@@ -1,11 +1,12 @@
 """The plug-in put into a GIMP, and the client.json its plug-in reads.
 
 The plug-in folder holds deepdream.py (executable where GIMP needs it: Linux and
-macOS), the client library (pure Python, daemon/deepdream_client) and msgpack's
-pure-Python files, taken from the venv's msgpack (which falls back to them
-without its compiled part): GIMP's own Python needs nothing installed, and the
-client speaks ZMTP itself where pyzmq is missing. The new copy is written beside
-the old one and swapped in, so GIMP never finds half a plug-in."""
+macOS) and its modules (the dialog, the canvas, the pixels), the client library
+(pure Python, daemon/deepdream_client) and msgpack's pure-Python files, taken
+from the venv's msgpack (which falls back to them without its compiled part):
+GIMP's own Python needs nothing installed, and the client speaks ZMTP itself
+where pyzmq is missing. The new copy is written beside the old one and swapped
+in, so GIMP never finds half a plug-in."""
 
 import json
 import os
@@ -26,7 +27,8 @@ def copy_plugin(plugins, msgpack_dir, executable=True):
     dest, new = plugins / FOLDER, plugins / (FOLDER + ".new")
     shutil.rmtree(new, ignore_errors=True)
     (new / "deepdream_client").mkdir(parents=True)
-    shutil.copyfile(REPO / "gimp_plugin" / "deepdream" / "deepdream.py", new / "deepdream.py")
+    for source in sorted((REPO / "gimp_plugin" / FOLDER).glob("*.py")):  # deepdream.py and its modules
+        shutil.copyfile(source, new / source.name)
     if executable:
         os.chmod(new / "deepdream.py", 0o755)
     for source in sorted((REPO / "daemon" / "deepdream_client").glob("*.py")):

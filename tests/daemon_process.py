@@ -15,7 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepdream_client.client import DreamClient, SettingsError
+from deepdream_client.client import DreamClient
+
+from deepdream_client.settings import SettingsError
 from deepdream_client.readiness import NotReady, wait_ready
 
 READY_TIMEOUT_S = 60

@@ -20,8 +20,8 @@ import zmq.auth
 from PIL import Image
 
 from deepdream_client import protocol
-from deepdream_client.client import (TRANSPORTS, DaemonError, DaemonUnavailable, DreamClient, SettingsError,
-                                     resolve_endpoint)
+from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
+from deepdream_client.settings import TRANSPORTS, SettingsError, resolve_endpoint
 from daemon_process import DaemonProcess, free_port, start_daemon
 from images import photo
 from raw_wire import connect, dream_request, final, ping, send, wait_for
@@ -393,3 +393,15 @@ def test_the_protocol_doc_example_works(daemon, tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "dream.rgb").stat().st_size == 128 * 96 * 3
     assert "'steps': 2" in done.stdout
+
+
+def test_deepdream_trace_shows_each_message_sent_and_received(daemon, transport):
+    """DEEPDREAM_TRACE=1 (the zguide's verbose clients): a line per message on stderr, header and frame sizes."""
+    script = ("import sys; sys.path.insert(0, 'daemon'); from deepdream_client.client import DreamClient; "
+              f"DreamClient({daemon.endpoint!r}).ping()")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "DEEPDREAM_TRACE": "1"})
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert lines[0].startswith('deepdream-client: sent {"v": 1, "op": "ping", "id": "'), lines
+    assert lines[1].startswith('deepdream-client: received {"type": "pong"'), lines

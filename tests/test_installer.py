@@ -124,6 +124,7 @@ def test_the_plugin_copy_needs_nothing_compiled_and_replaces_an_old_one(tmp_path
     dest = plugin.copy_plugin(old, os.path.dirname(msgpack.__file__))
     assert not (dest / "daemon").exists() and not (tmp_path / "plug-ins/deepdream.new").exists()
     assert os.access(dest / "deepdream.py", os.X_OK)
+    assert {"dialog.py", "canvas.py", "pixels.py"} <= {path.name for path in dest.iterdir()}
     assert sorted(path.name for path in (dest / "msgpack").iterdir()) == sorted(
         path.name for path in Path(msgpack.__file__).parent.glob("*.py"))
     assert {path.name for path in (dest / "deepdream_client").iterdir()} >= {"client.py", "zmtp.py", "paths.py"}

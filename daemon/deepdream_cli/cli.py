@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from deepdream_client import previews
-from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient, SettingsError
+from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
+from deepdream_client.settings import SettingsError
 from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image, write_whole
 from deepdream_client.layer_spec import EXAMPLE, parse_layers
 from deepdream_client.paths import config_file, data_dir
@@ -27,7 +28,8 @@ from deepdream_client.protocol import ProtocolError, checked_options
 from deepdream_client.readiness import NotReady, wait_ready
 from deepdream_client.vocabulary import (BACKENDS, BUILT_IN_MODELS, DEFAULT_BACKEND, DEFAULT_ENDPOINT,
                                          DEFAULT_MAX_PIXELS, DEFAULT_MODEL, MODEL_FILE_SUFFIXES, NORMALIZATIONS,
-                                         PARAMS, PRECISIONS, PREVIEW_INTERVAL, PREVIEW_MAX_SIDE, ZOOM_OPTIONS)
+                                         PARAMS, PRECISIONS, PREVIEW_INTERVAL, PREVIEW_MAX_SIDE, ZOOM_OPTIONS,
+                                         param_help)
 
 from .zoom import ZoomOutput
 
@@ -116,19 +118,12 @@ def build_parser():
     zoom.add_argument("input", metavar="IN", help="the first frame (PNG, JPEG, WebP, TIFF)")
     zoom.add_argument("output", metavar="OUT", help="an animated .gif or .webp, or a folder for the PNG frames")
     motion = zoom.add_argument_group("the zoom")
-    option = ZOOM_OPTIONS
-    motion.add_argument("--frames", type=int, default=option["frames"].default, metavar="N",
-                        help=f"frames after IN, {option['frames'].low}..{option['frames'].high} (default "
-                             f"{option['frames'].default}): the last is frame_N, also when --resume goes on")
-    motion.add_argument("--zoom", dest="scale", type=float, default=option["scale"].default, metavar="F",
-                        help=f"how much each frame magnifies the previous one, {option['scale'].low:g}.."
-                             f"{option['scale'].high:g} (default {option['scale'].default:g})")
-    motion.add_argument("--rotate", type=float, default=option["rotate"].default, metavar="DEG",
-                        help=f"degrees each frame turns, counter-clockwise (negative: clockwise), "
-                             f"{option['rotate'].low:g}..{option['rotate'].high:g} (default 0)")
-    motion.add_argument("--frame-delay", dest="frame_delay_ms", type=int, default=option["frame_delay_ms"].default,
-                        metavar="MS", help=f"how long each frame shows in the animation, in milliseconds (default "
-                                           f"{option['frame_delay_ms'].default})")
+    for name, flag, metavar, more in (("frames", "--frames", "N", ": the last is frame_N, also when --resume goes on"),
+                                      ("scale", "--zoom", "F", ""), ("rotate", "--rotate", "DEG", ""),
+                                      ("frame_delay_ms", "--frame-delay", "MS", "")):
+        param = ZOOM_OPTIONS[name]
+        motion.add_argument(flag, dest=name, type=param.kind, default=param.default, metavar=metavar,
+                            help=param_help(param) + more)
     motion.add_argument("--resume", action="store_true",
                         help="go on from the highest frame file in the frames folder (after Ctrl-C, say); "
                              "without it, frames already there are an error, never overwritten")
@@ -218,21 +213,11 @@ def add_dream_parameters(command):
     knobs.add_argument("--normalize", choices=NORMALIZATIONS,
                        help="how each step's gradient is normalized: std, as a whole (default), or laplacian, each "
                             "band of its Laplacian pyramid on its own (larger, smoother forms)")
-    knobs.add_argument("--octaves", type=int, metavar="N", help="number of scales, the last at full size")
-    knobs.add_argument("--octave-scale", type=float, metavar="F", help="size ratio between octaves")
-    knobs.add_argument("--steps", type=int, metavar="N", help="gradient ascent steps per octave")
-    knobs.add_argument("--step-size", type=float, metavar="F", help="size of each step")
-    knobs.add_argument("--tile-size", type=int, metavar="PX",
-                       help=f"largest tile side, {PARAMS['tile_size'].low}..{PARAMS['tile_size'].high}: bounds memory, "
-                            "not the image size (default 0: automatic, tiles only where the daemon's memory "
-                            "budget needs them)")
-    knobs.add_argument("--jitter", type=int, metavar="PX", help="largest random shift per step (hides tile seams)")
-    knobs.add_argument("--seed", type=int, metavar="N", help="random seed, for a reproducible dream")
-    knobs.add_argument("--dream-size", type=float, metavar="MP",
-                       help=f"largest size the network works at, in megapixels, {PARAMS['dream_size'].low:g}.."
-                            f"{PARAMS['dream_size'].high:g}: a larger image is dreamed at this size and the dream's "
-                            "change is scaled up onto the original, which keeps its own detail; much faster on "
-                            "large photos (default 0: full size)")
+    # Each parameter's words, range and default: the vocabulary's table, shared with GIMP's dialog.
+    for name, metavar in (("octaves", "N"), ("octave_scale", "F"), ("steps", "N"), ("step_size", "F"),
+                          ("tile_size", "PX"), ("jitter", "PX"), ("seed", "N"), ("dream_size", "MP")):
+        param = PARAMS[name]
+        knobs.add_argument("--" + name.replace("_", "-"), type=param.kind, metavar=metavar, help=param_help(param))
     knobs.add_argument("--no-detail", dest="detail", action="store_false", default=None,
                        help="do not put back the detail that shrinking an octave loses")
 

@@ -19,8 +19,8 @@ import threading
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from deepdream_client.client import (SettingsError, check_endpoint, is_loopback, resolve_client_keys,
-                                     resolve_server_key)
+from deepdream_client.settings import (SettingsError, check_endpoint, is_loopback, resolve_client_keys,
+                                       resolve_server_key)
 
 log = logging.getLogger("deepdream.relay")
 

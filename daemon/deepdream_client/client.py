@@ -17,16 +17,12 @@ daemon running the dream. Idempotent requests (ping, info, cancel) are retried
 on a fresh socket until their deadline, which carries them across a daemon
 restart; a dream is never resent.
 
-Settings are checked before any socket exists (check_endpoint, the resolve_*
-functions): ZeroMQ takes some bad endpoints without a word and then waits
-forever, and raises on others from inside connect(). close() never blocks."""
+Its settings (endpoint, keys, transport) come checked from settings.py before
+any socket exists. close() never blocks."""
 
 import contextlib
-import ipaddress
-import json
 import os
-import re
-import struct
+import sys
 import threading
 import time
 import uuid
@@ -38,7 +34,9 @@ except ImportError:  # GIMP's Python on Windows, macOS, Flatpak, Snap: zmtp.py s
     zmq = None
 
 from . import protocol, zmtp
-from .paths import config_file
+from .quoting import shown
+from .settings import (SettingsError, check_endpoint, lookup, relay_advice, resolve_client_keys, resolve_endpoint,
+                       resolve_server_key, resolve_transport)
 from .vocabulary import BAD_REQUEST, CANCELLED, ENCODED, INTERNAL
 
 DEFAULT_TIMEOUT = 10.0
@@ -48,10 +46,6 @@ _LONGEST_ATTEMPT = 2.0
 _POLL_SLICE = 0.1  # how often a dream looks at cancel_check while it waits
 _MIN_DREAM_SILENCE = 3.0  # three missed heartbeats (the daemon sends one a second): one late one is no loss
 _LOST_PING = 2.0  # the ping that tells a lost dream's user whether the daemon is still there
-ENDPOINT_SCHEMES = ("tcp", "ipc")  # the transports the daemon listens on
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")  # a DNS name or an IPv4 address
-_PORT = re.compile(r"[0-9]{1,5}")
-TRANSPORTS = ("zmq", "zmtp")  # pyzmq (libzmq), or zmtp.py's pure-Python DEALER
 
 
 class DaemonError(Exception):
@@ -71,11 +65,6 @@ class DaemonUnavailable(Exception):
     def __init__(self, endpoint, message):
         super().__init__(message)
         self.endpoint = endpoint
-
-
-class SettingsError(ValueError):
-    """An endpoint or CURVE key that cannot work, found before any socket is
-    made; the message names the value, where it came from, and what to write."""
 
 
 class DreamInterrupted(KeyboardInterrupt):
@@ -98,192 +87,6 @@ class DreamResult:
     header: dict = field(default_factory=dict)
 
 
-def config_path():
-    return config_file("client.json")
-
-
-def load_config():
-    """The installed client settings ({} when there are none or they cannot be read:
-    a broken config file must not stop a client that was told its endpoint)."""
-    try:
-        settings = json.loads(config_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return settings if isinstance(settings, dict) else {}
-
-
-def resolve_endpoint(explicit=None):
-    """explicit, else $DEEPDREAM_ENDPOINT, else the config file's "endpoint", else
-    the default; checked (check_endpoint)."""
-    endpoint, source = _setting(explicit, "DEEPDREAM_ENDPOINT", "endpoint")
-    return check_endpoint(endpoint or protocol.DEFAULT_ENDPOINT, source)
-
-
-def check_endpoint(endpoint, source=None):
-    """`endpoint` if a daemon can listen there (tcp://HOST:PORT or ipc://PATH),
-    else SettingsError with a hint. `source` says where the value came from."""
-    where = f" ({source})" if source else ""
-    if not isinstance(endpoint, str):
-        raise SettingsError(f"endpoint {endpoint!r}{where}: write it as text, e.g. {protocol.DEFAULT_ENDPOINT}")
-    scheme, separator, address = endpoint.partition("://")
-    if not separator:
-        hint = (f"ipc://{endpoint}" if endpoint.startswith("/") else f"tcp://{endpoint}"
-                if _tcp_problem(endpoint) is None else "tcp://HOST:PORT or ipc:///path/to/socket")
-        raise SettingsError(f"endpoint {endpoint!r}{where} has no scheme: write {hint}")
-    if scheme not in ENDPOINT_SCHEMES:
-        raise SettingsError(f"endpoint {endpoint!r}{where}: the daemon listens on tcp://HOST:PORT or "
-                            f"ipc:///path/to/socket, not {scheme}://")
-    problem = _tcp_problem(address) if scheme == "tcp" else None if address else "no socket path after ipc://"
-    if problem:
-        raise SettingsError(f"endpoint {endpoint!r}{where}: {problem}")
-    return endpoint
-
-
-def is_loopback(endpoint):
-    """Whether only this computer can reach `endpoint`: ipc://, or tcp:// to localhost or a loopback address (or
-    the loopback interface by name, as a daemon may bind it). A host name is taken to face the network."""
-    scheme, _, address = endpoint.partition("://")
-    if scheme == "ipc":
-        return True
-    host = address.rpartition(":")[0].strip("[]")
-    if host in ("localhost", "lo"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface or a host name
-
-
-def _tcp_problem(address):
-    """What is wrong with a tcp:// endpoint's HOST:PORT, or None."""
-    host, _, port = address.rpartition(":")
-    bracketed = "write an IPv6 address in brackets, then the port: tcp://[ADDRESS]:PORT, e.g. tcp://[::1]:5555"
-    if address.startswith("[") and "]" not in address:  # "[::1": any suggestion from its colons would be wrong
-        return f"the IPv6 address has no closing ']'; {bracketed}"
-    if not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
-        example = "tcp://[::1]:5555" if address.startswith("[") else protocol.DEFAULT_ENDPOINT
-        return f"write tcp://HOST:PORT with a port from 1 to 65535, e.g. {example}"
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return f"{host} is not an IPv6 address"
-        return None
-    if ":" in host:
-        try:  # an IPv6 address before the last colon: that colon's number is likely the port
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return bracketed
-        return f"write an IPv6 address in brackets: tcp://[{host}]:{port}"
-    if not _HOST.fullmatch(host):
-        return f"{host!r} is not a host name or address" if host else f"no host before :{port}"
-    return None
-
-
-def resolve_server_key(explicit=None):
-    """The daemon's CURVE public key, as for the endpoint: explicit, else
-    $DEEPDREAM_SERVER_KEY, else the config file's "server_key"; None means no
-    CURVE. The value is the Z85 key itself or the path of its key file (the
-    daemon's server.key). SettingsError if it is neither."""
-    key, source = _setting(explicit, "DEEPDREAM_SERVER_KEY", "server_key")
-    if not key:
-        return None
-    where = f" ({source})" if source else ""
-    if isinstance(key, bytes):
-        key = key.decode("ascii", "replace")
-    if not isinstance(key, str):
-        raise SettingsError(f"the daemon's CURVE key{where}: give the 40-character Z85 key or its key file")
-    if zmq is None:
-        raise SettingsError(relay_advice(f"the daemon's CURVE key is set{where}"))
-    if len(key) == 40 and not os.path.exists(key):
-        return _check_key(key, f"the daemon's CURVE key {key!r}{where}")  # a public key: fine to show
-    return _load_key_file(key, f"the daemon's CURVE key file {key}{where}")[0]
-
-
-def resolve_client_keys(explicit=None):
-    """This client's CURVE (public, secret) pair: explicit (a pair, or the path
-    of a .key_secret file made by zmq.auth), else $DEEPDREAM_CLIENT_KEY, else the
-    config file's "client_key"; None lets a fresh pair be made per client (enough
-    for a daemon that has no list of authorized clients). SettingsError if
-    unusable."""
-    keys, source = _setting(explicit, "DEEPDREAM_CLIENT_KEY", "client_key")
-    if not keys:
-        return None
-    where = f" ({source})" if source else ""
-    if zmq is None:
-        raise SettingsError(relay_advice(f"this client's CURVE key is set{where}"))
-    if isinstance(keys, (tuple, list)):
-        if len(keys) != 2:
-            raise SettingsError(f"this client's CURVE keys{where}: give a (public, secret) pair or a .key_secret file")
-        return tuple(_check_key(key, f"this client's CURVE keys{where}") for key in keys)  # one is secret: not shown
-    if not isinstance(keys, (str, os.PathLike)):
-        raise SettingsError(f"this client's CURVE keys{where}: give the path of a .key_secret file")
-    what = f"this client's CURVE key file {os.fspath(keys)}{where}"
-    public, secret = _load_key_file(keys, what)
-    if secret is None:
-        raise SettingsError(f"{what} holds no secret key; give the .key_secret file")
-    return public, secret
-
-
-def relay_advice(what):
-    """Why a Python without pyzmq cannot use CURVE, and the one command that makes it work."""
-    return (f"{what}, but this Python has no ZeroMQ library (pyzmq), so it cannot encrypt with CURVE. Run the "
-            "relay from your DeepDream installation on this computer: deepdream relay --to tcp://HOST:5555 "
-            "--server-key SERVER_KEY_FILE; it listens on tcp://127.0.0.1:5555, where GIMP looks by default, so "
-            "then remove the keys and the remote address from these settings")
-
-
-def resolve_transport(explicit=None):
-    """The socket module: explicit, else $DEEPDREAM_TRANSPORT, else pyzmq where it imports, else zmtp."""
-    name = explicit or os.environ.get("DEEPDREAM_TRANSPORT") or ("zmq" if zmq is not None else "zmtp")
-    if name not in TRANSPORTS:
-        raise SettingsError(f"transport {name!r}: write zmq (pyzmq) or zmtp (pure Python, tcp:// only)")
-    if name == "zmq" and zmq is None:
-        raise SettingsError("transport zmq: this Python has no pyzmq; install it, or use zmtp")
-    return zmq if name == "zmq" else zmtp
-
-
-def _setting(explicit, variable, key):
-    """(value, where it came from) of a client setting: explicit, else
-    $variable, else the config file's `key`."""
-    if explicit:
-        return explicit, None
-    if os.environ.get(variable):
-        return os.environ[variable], f"from ${variable}"
-    return load_config().get(key), f'"{key}" in {config_path()}'
-
-
-def _load_key_file(path, what):
-    """(public, secret or None) from a key file written by zmq.auth, both checked."""
-    from zmq.auth import load_certificate  # only now: plain-TCP clients never need it
-
-    path = os.path.expanduser(os.fspath(path))
-    if not os.path.exists(path):
-        raise SettingsError(f"{what}: no such file (give the key file, or the 40-character Z85 key itself)")
-    try:
-        public, secret = load_certificate(path)
-    except OSError as error:
-        raise SettingsError(f"{what}: cannot read it ({error.strerror or error})") from None
-    except ValueError:
-        raise SettingsError(f"{what}: not a key file (it has no public-key line)") from None
-    return _check_key(public, what), None if secret is None else _check_key(secret, what)
-
-
-def _check_key(key, what):
-    """A CURVE key as the 40 bytes of its Z85 text; SettingsError if it is not one
-    (libzmq would refuse it only inside the socket)."""
-    from zmq.utils import z85  # only with pyzmq: CURVE needs it (relay_advice otherwise)
-
-    try:
-        text = key.encode("ascii") if isinstance(key, str) else bytes(key)
-        if len(text) == 40:
-            z85.decode(text)  # every character in Z85's alphabet, every 5-character group under 2**32
-            return text
-    except (TypeError, ValueError, KeyError, struct.error):  # what bytes() and z85.decode raise on junk
-        pass
-    raise SettingsError(f"{what}: not a valid key (a CURVE key is 40 characters of Z85 text, as in a zmq key file)")
-
-
 class DreamClient:
     def __init__(self, endpoint=None, timeout=DEFAULT_TIMEOUT, curve_server_key=None, curve_client_keys=None,
                  transport=None):
@@ -298,7 +101,7 @@ class DreamClient:
         self.timeout = timeout
         self._zmq = resolve_transport(transport)
         self.transport = "zmq" if self._zmq is zmq else "zmtp"
-        curve_asked = _setting(curve_server_key, "DEEPDREAM_SERVER_KEY", "server_key")[0]
+        curve_asked = lookup(curve_server_key, "DEEPDREAM_SERVER_KEY", "server_key")[0]
         if self._zmq is zmtp and zmq is not None and curve_asked:
             raise SettingsError(relay_advice("the daemon's CURVE key is set and the zmtp transport was chosen"))
         self._server_key = resolve_server_key(curve_server_key)
@@ -590,6 +393,7 @@ class DreamClient:
         except zmtp.ZMTPError as error:  # zmtp writes at once: the daemon went away or stopped reading
             self._problem = str(error)
             return False
+        _trace("sent", header, frames[2:])
         return True
 
     def _receive(self, socket, request_id, timeout, also=None):
@@ -607,6 +411,7 @@ class DreamClient:
                 header = protocol.unpack(frames[0])
             except protocol.ProtocolError:
                 continue  # not from a protocol-v1 daemon; keep waiting for one that is
+            _trace("received", header, frames[1:])
             if header.get("id") in (request_id, also, None):
                 return header, frames[1] if len(frames) > 1 else b""
         return None
@@ -631,6 +436,17 @@ class DreamClient:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+# DEEPDREAM_TRACE=1: every message this client sends and receives, on stderr, a line each (as the zguide's
+# clients' verbose flag): the header, and the payload frames' sizes.
+_TRACING = os.environ.get("DEEPDREAM_TRACE", "") not in ("", "0")
+
+
+def _trace(what, header, payloads):
+    if _TRACING:
+        sizes = "".join(f" +{len(frame)} bytes" for frame in payloads)
+        print(f"deepdream-client: {what} {shown(header, 400)}{sizes}", file=sys.stderr, flush=True)
 
 
 def new_request_id():

@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 
-from .client import DaemonUnavailable, config_path, is_loopback, load_config
+from .client import DaemonUnavailable
+
+from .settings import config_path, is_loopback, load_config
 from .paths import cache_file
 from .quoting import command_line
 from .vocabulary import DEFAULT_ENDPOINT

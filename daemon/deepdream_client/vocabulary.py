@@ -72,6 +72,10 @@ class Param(NamedTuple):
     default: object
     low: object
     high: object
+    # What the interfaces say of it, once: GIMP's dialog shows `label` (the underscore marks its mnemonic: the
+    # CLI and the docs drop it) and `help` as the tooltip; `deepdream --help` shows `help` and adds the range.
+    label: str = ""
+    help: str = ""
 
 
 AUTOMATIC_TILES = 0  # tile_size 0: the fewest tiles the memory budget allows; else low..high
@@ -79,17 +83,35 @@ AUTOMATIC_TILES = 0  # tile_size 0: the fewest tiles the memory budget allows; e
 # larger image is dreamed at that size and the dream's change scaled up onto the original), low..high.
 FULL_SIZE = 0
 PARAMS = {
-    "octaves": Param(int, 4, 1, 12),
-    "octave_scale": Param(float, 1.3, 1.01, 4.0),
-    "steps": Param(int, 20, 1, 1000),
-    "step_size": Param(float, 0.01, 1e-5, 1.0),
-    "tile_size": Param(int, AUTOMATIC_TILES, 128, 4096),
-    "jitter": Param(int, 32, 0, 1024),
+    "octaves": Param(int, 4, 1, 12, "Octa_ves", "How many scales are dreamed, from small to full size: more octaves "
+                     "grow larger, more structured forms"),
+    "octave_scale": Param(float, 1.3, 1.01, 4.0, "Octave sc_ale",
+                          "Size ratio between two octaves (1.3 is classic)"),
+    "steps": Param(int, 20, 1, 1000, "S_teps per octave", "Gradient ascent steps per octave; the strength, with "
+                   "the step size: more steps give a stronger, more saturated dream and a longer wait"),
+    "step_size": Param(float, 0.01, 1e-5, 1.0, "Step si_ze", "Strength of each step: small values are gentle, "
+                       "large ones burn in quickly"),
+    "tile_size": Param(int, AUTOMATIC_TILES, 128, 4096, "T_ile size", "The largest tile side, in pixels: it bounds "
+                       "memory, not the image size. 0: automatic, tiles only where the daemon's memory budget needs "
+                       "them"),
+    "jitter": Param(int, 32, 0, 1024, "_Jitter", "Largest random shift per step, in pixels (hides tile seams)"),
     # The wire takes any unsigned 32-bit seed. GIMP's int arguments are signed 32-bit, so the
     # plug-in offers 0 .. 2**31 - 1 (GIMP_SEED_MAX), the lower half of the same seeds.
-    "seed": Param(int, 0, 0, 2**32 - 1),
-    "dream_size": Param(float, FULL_SIZE, 0.1, 100.0),
+    "seed": Param(int, 0, 0, 2**32 - 1, "S_eed", "The same seed with the same values and image gives the same dream; "
+                  "change it for a variation"),
+    "dream_size": Param(float, FULL_SIZE, 0.1, 100.0, "_Dream size (megapixels)", "The largest size the network works "
+                        "at: a larger image is dreamed at this size and the dream's change scaled up onto it, which "
+                        "keeps its own detail: much quicker on a big photo, and the forms stay large. 0: full size"),
 }
+
+
+def param_help(param):
+    """A parameter's help as a command line shows it: the words, the range and the default."""
+    shown = [f"{value:g}" if isinstance(value, float) else f"{value:,}" for value in (param.low, param.high)]
+    default = f"{param.default:g}" if isinstance(param.default, float) else param.default
+    return f"{param.help} ({shown[0]} to {shown[1]}; default {default})"
+
+
 # The values outside a parameter's range that switch it off, said on the wire and in every interface as "0 (...)".
 OFF_VALUES = {"tile_size": (AUTOMATIC_TILES, "automatic"), "dream_size": (FULL_SIZE, "full size")}
 GIMP_SEED_MAX = 2**31 - 1
@@ -111,11 +133,15 @@ PREVIEW = {"interval": PREVIEW_INTERVAL, "max_side": PREVIEW_MAX_SIDE}
 # -- the infinite zoom: a zoom request's optional `zoom` map (docs/protocol.md, "zoom") --------------------
 
 ZOOM_OPTIONS = {
-    "frames": Param(int, 10, 1, 10_000),  # frames dreamed after the request's image
-    "scale": Param(float, 1.05, 1.0, 2.0),  # how much each frame magnifies the previous one, about its centre
-    "rotate": Param(float, 0.0, -45.0, 45.0),  # degrees each frame turns, counter-clockwise
+    "frames": Param(int, 10, 1, 10_000, "_Frames", "How many frames are dreamed after the start frame (the image as "
+                    "it is)"),
+    "scale": Param(float, 1.05, 1.0, 2.0, "Zoom _by (per frame)", "How much each frame magnifies the one before, about "
+                   "its centre: 1.05 is a slow dive"),
+    "rotate": Param(float, 0.0, -45.0, 45.0, "T_wist per frame (degrees)", "How far each frame turns, in degrees, "
+                    "counter-clockwise; negative: clockwise"),
     "first_index": Param(int, 0, 0, 1_000_000),  # the request image's frame number: 0, or the last one to resume from
-    "frame_delay_ms": Param(int, 100, 10, 60_000),  # how long a frame shows in an animation (the daemon echoes it)
+    "frame_delay_ms": Param(int, 100, 10, 60_000, "Frame dela_y (ms)", "How long each frame shows in the animation, in "
+                            "milliseconds (the daemon echoes it; GIMP's frame layers and the GIF say it)"),
 }
 
 # Named parameter sets: the plug-in's Preset menu, and the benchmark's "Classic preset" job.

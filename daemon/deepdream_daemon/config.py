@@ -146,7 +146,7 @@ def build_parser():
                     "the deepdream CLI and scripts send images and get them back dreamed.",
         epilog="Every option can also come from the environment (DEEPDREAM_ENDPOINT, DEEPDREAM_WEIGHTS, ... "
                "the flag's name in capitals) or from the config file, a TOML file with the same names "
-               "(endpoint = [\"tcp://127.0.0.1:5555\"], weights = \"random\", max_pixels = 20000000). "
+               f"(endpoint = [\"{DEFAULT_ENDPOINT}\"], weights = \"random\", max_pixels = 20000000). "
                "The command line wins over the environment, which wins over the file.",
     )
     for name, kind, metavar, text in OPTIONS:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import zmq
 
-from deepdream_client.client import is_loopback
+from deepdream_client.settings import is_loopback
 
 from .config import ConfigError
 
