@@ -13,11 +13,12 @@ READY_TIMEOUT_S = 180
 
 
 class WarmDaemon:
-    """deepdream-daemon with random weights at `precision`, on a free loopback port."""
+    """deepdream-daemon with random weights at `precision`, on a free loopback port;
+    `env` adds to its environment."""
 
-    def __init__(self, precision="auto", max_pixels=30_000_000):
+    def __init__(self, precision="auto", max_pixels=30_000_000, env=None):
         started = time.perf_counter()
-        self._daemon = start_daemon("--precision", precision, "--max-pixels", str(max_pixels),
+        self._daemon = start_daemon("--precision", precision, "--max-pixels", str(max_pixels), env=env,
                                     ready_timeout=READY_TIMEOUT_S)
         self.ready_s = time.perf_counter() - started
         self.pong, self.process, self.endpoint = self._daemon.pong, self._daemon.process, self._daemon.endpoint

@@ -1,5 +1,5 @@
-"""python -m bench [--quick] [--job seed|levers|12mp|24mp|4000x3000|overlap|dream-size|all] [--precision P]
-[--json OUT] [--crops DIR]
+"""python -m bench [--quick] [--job seed|levers|12mp|24mp|4000x3000|overlap|dream-size|distinct-sizes|all]
+[--precision P] [--sizes N] [--json OUT] [--crops DIR]
 
 Every side of a comparison runs in this same run, one after the other (never
 side by side: they would share the cores), each in its own process so that its
@@ -21,7 +21,7 @@ from .sides import run_side
 
 DREAM_SIZES_MP = (1.0, 2.0, 4.0)
 
-JOBS = ("seed", "levers", "12mp", "24mp", "4000x3000", "overlap", "dream-size")
+JOBS = ("seed", "levers", "12mp", "24mp", "4000x3000", "overlap", "dream-size", "distinct-sizes")
 
 
 def load_average():
@@ -212,8 +212,19 @@ def dream_size(args, out):
     return rows, details
 
 
+def distinct_sizes(args, out):
+    """A warm daemon through --sizes distinct image sizes (--quick: 100), its RSS every 50 dreams, as shipped
+    and without giving the heap's freed pages back (bench/distinct_sizes.py)."""
+    from . import distinct_sizes as measured
+
+    load = load_average()
+    results = measured.measure(100 if args.quick else args.sizes, precision=args.precision)
+    print(measured.markdown(results), flush=True)
+    return [], {"load_before": load, "load_after": load_average(), **measured.summary(results)}
+
+
 RUNNERS = {"seed": seed_comparison, "levers": levers, "12mp": twelve_mp, "24mp": big_photo, "4000x3000": tile_memory,
-           "overlap": overlap, "dream-size": dream_size}
+           "overlap": overlap, "dream-size": dream_size, "distinct-sizes": distinct_sizes}
 
 
 def _row(job, side, precision, result, pixel_steps, reference):
@@ -235,11 +246,13 @@ def main(argv=None):
                         help="tile_size for the project on the seed's job and levers (default 0: the project's "
                              "default, automatic; 845x562 fits one piece)")
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                        help="the daemon's precision on the seed job, the engine's on 12mp and 24mp (default auto; "
-                             "float32 is what a CPU without bfloat16, such as an AVX2 one, runs)")
+                        help="the daemon's precision on the seed and distinct-sizes jobs, the engine's on 12mp and "
+                             "24mp (default auto; float32 is what a CPU without bfloat16, such as an AVX2 one, runs)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="seed job: seed-loop / daemon pairs, alternating which goes first (default 3; "
                              "--quick runs 1)")
+    parser.add_argument("--sizes", type=int, default=1000,
+                        help="distinct-sizes job: how many distinct image sizes each daemon dreams (default 1000)")
     parser.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
     parser.add_argument("--crops", metavar="DIR",
                         help="dream-size job: also write each result's 800x600 centre and a thumbnail as PNG here")

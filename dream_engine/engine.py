@@ -15,8 +15,10 @@ objective; the gradient may be normalized per band of a Laplacian pyramid
 The step is written once, with keras.ops, for every Keras backend; taking
 its gradient and compiling it are the backend's (dream_engine.backends)."""
 
+import ctypes
 import dataclasses
 import gc
+import os
 import time
 from collections import OrderedDict, namedtuple
 from pathlib import Path
@@ -111,6 +113,8 @@ class DreamEngine:
             side = self._tile_side
             raise OutOfMemory(f"out of memory with tiles of up to {side} px; try a smaller tile_size",
                               tile_size=side) from None
+        finally:
+            release_freed_memory()  # a cancelled or failed dream's buffers too
         dreamed += 1.0
         dreamed /= 2.0
         return restore(dreamed)
@@ -506,6 +510,33 @@ def resident_mib():
     except OSError:
         pass
     return None
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None: without glibc (macOS, Windows, musl), or with
+    DEEPDREAM_HEAP_TRIM=0 (bench/distinct_sizes.py's comparison)."""
+    if os.environ.get("DEEPDREAM_HEAP_TRIM", "1") == "0":
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, TypeError, AttributeError):  # no C library to ask (Windows), or not glibc
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory():
+    """Give what a dream freed back to the OS. glibc's heap keeps the pages the
+    backend frees (a dream's buffers, the oneDNN primitives TensorFlow's
+    per-shape caches evict) among live ones, and with every new image size the
+    holes fit less: a daemon meeting a new size with each dream grew 0.1-0.5 MiB
+    a dream, for good (bench/README.md, "Distinct sizes"). malloc_trim(0)
+    merges the free chunks and returns their pages, in 1-3 ms; the next dream
+    faults in the pages it needs again. Every dream, not every few: in between,
+    the holes fill with chunks that outlive the dream and can no longer be returned."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def loss_scale(tiles):

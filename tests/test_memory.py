@@ -1,5 +1,6 @@
-"""Memory stays bounded: tiles only where the memory budget needs them, and
-the compiled functions for layer sets are a bounded cache."""
+"""Memory stays bounded: tiles only where the memory budget needs them, the
+compiled functions for layer sets are a bounded cache, and a daemon meeting
+new image sizes levels off."""
 
 import itertools
 import os
@@ -7,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from bench.distinct_sizes import PARAMS as DISTINCT_SIZE_PARAMS
+from bench.distinct_sizes import SIDES, sizes
 from deepdream_client.client import DreamClient
 from daemon_process import start_daemon
 from dream_engine import DreamParams
@@ -101,6 +104,25 @@ def test_compiled_layer_sets_are_an_lru_cache_and_rss_levels_off():
     finally:
         client.close()
         daemon.stop()
+
+
+@pytest.mark.slow
+def test_rss_levels_off_while_every_dream_brings_a_new_image_size():
+    """A real daemon sent 150 images of distinct sizes (2 octaves, 1 step each, as bench/distinct_sizes.py
+    sends 1,000): TensorFlow's per-shape caches fill within the first dozens of dreams, and then its resident
+    memory (from `info`) stays put. Without giving the heap's freed pages back after each dream it rose
+    31 MiB from the 50th dream to the 150th here, and on."""
+    source = photo(SIDES[-1], SIDES[-1])
+    with start_daemon() as daemon, DreamClient(daemon.endpoint, timeout=120) as client:
+        ready = client.info()["memory"]["rss_mib"]
+        rss = {}
+        for number, (height, width) in enumerate(sizes(150), 1):
+            client.dream_array(source[:height, :width], DISTINCT_SIZE_PARAMS)
+            if number % 25 == 0:
+                rss[number] = client.info()["memory"]["rss_mib"]
+    assert max(mib for number, mib in rss.items() if number > 50) - rss[50] < 20, \
+        f"RSS kept growing after the caches filled: ready {ready}, then {rss}"
+    assert rss[150] - ready < 500, f"ready {ready}, then {rss}"
 
 
 def test_the_default_budget_is_a_32nd_of_the_ram_and_has_a_value_without_sysconf(monkeypatch):
