@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from deepdream_client.protocol import raw_payload_size
-from deepdream_client.vocabulary import ERROR_CODES, INTERNAL
+from deepdream_common.vocabulary import ERROR_CODES, INTERNAL
 
 REPLY_TIMEOUT_S = 120  # a dream may wait behind another fuzzed (tiny) dream
 FINAL_TYPES = ("pong", "info", "result", "cancelled", "error")

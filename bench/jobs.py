@@ -2,7 +2,7 @@
 process stays light: only the processes doing the work load the model)."""
 
 import numpy as np
-from deepdream_client.vocabulary import AUTOMATIC_TILES, PARAMS, PRESETS
+from deepdream_common.vocabulary import AUTOMATIC_TILES, PARAMS, PRESETS
 
 from .photo import large_photo, seed_job_image, upscaled
 

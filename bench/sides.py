@@ -86,7 +86,7 @@ def run_engine(task):
 def octave_work(engine, image, params):
     """Each octave's size, tile count and tile, and the network pixels one of its steps computes."""
     from dream_engine.engine import dream_shape, octave_shapes
-    from deepdream_client.vocabulary import MIN_SIDE
+    from deepdream_common.vocabulary import MIN_SIDE
 
     work = []
     dreamed = dream_shape(image.shape[:2], params.dream_size) or image.shape[:2]  # what the network works at

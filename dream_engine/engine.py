@@ -25,8 +25,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from deepdream_client.layer_spec import split_target
-from deepdream_client.vocabulary import DEFAULT_MAX_PIXELS, DEFAULT_MODEL, DEFAULT_NORMALIZATION, FULL_SIZE, MIN_SIDE
+from deepdream_common.layer_spec import split_target
+from deepdream_common.vocabulary import DEFAULT_MAX_PIXELS, DEFAULT_MODEL, DEFAULT_NORMALIZATION, FULL_SIZE, MIN_SIDE
 
 from . import backends
 from . import model as inception

@@ -1,7 +1,7 @@
 """Errors the engine raises. Each carries the wire protocol's error code, so the
 daemon can answer a client without a translation table."""
 
-from deepdream_client.vocabulary import (BAD_REQUEST, CANCELLED, INTERNAL, INVALID_PARAMS, OUT_OF_MEMORY, TOO_LARGE,
+from deepdream_common.vocabulary import (BAD_REQUEST, CANCELLED, INTERNAL, INVALID_PARAMS, OUT_OF_MEMORY, TOO_LARGE,
                                          UNKNOWN_LAYER)
 
 

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import keras
-from deepdream_client.layer_spec import split_target
-from deepdream_client.vocabulary import PRECISIONS
+from deepdream_common.layer_spec import split_target
+from deepdream_common.vocabulary import PRECISIONS
 
 from . import backends, networks
 from .errors import InvalidParams
@@ -122,7 +122,7 @@ def layer_channels(base, layer_names):
 
 
 def feature_model(base, targets):
-    """One output per target (a `layers` key, deepdream_client.layer_spec), in their order: the
+    """One output per target (a `layers` key, deepdream_common.layer_spec), in their order: the
     layer's activations, only the named channels of it where the key names some."""
     outputs = []
     for key in targets:

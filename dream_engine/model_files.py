@@ -4,7 +4,7 @@ list them without loading Keras (dream_engine.networks loads them)."""
 
 from pathlib import Path
 
-from deepdream_client.vocabulary import MODEL_FILE_SUFFIXES
+from deepdream_common.vocabulary import MODEL_FILE_SUFFIXES
 
 
 def find_model_files(folder):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from deepdream_client.layer_spec import split_target
-from deepdream_client.vocabulary import DEFAULT_LAYERS
+from deepdream_common.layer_spec import split_target
+from deepdream_common.vocabulary import DEFAULT_LAYERS
 
 from .errors import InvalidParams, UnknownLayer, WeightsUnavailable
 from .model_files import find_model_files

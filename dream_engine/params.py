@@ -2,9 +2,9 @@
 
 from dataclasses import asdict, dataclass, fields
 
-from deepdream_client.quoting import shown  # these messages reach the wire, quoting a client's values
-from deepdream_client.layer_spec import split_target, target_key
-from deepdream_client.vocabulary import (DEFAULT_DETAIL, DEFAULT_LAYERS, DEFAULT_MODEL, DEFAULT_NORMALIZATION,
+from deepdream_common.quoting import shown  # these messages reach the wire, quoting a client's values
+from deepdream_common.layer_spec import split_target, target_key
+from deepdream_common.vocabulary import (DEFAULT_DETAIL, DEFAULT_LAYERS, DEFAULT_MODEL, DEFAULT_NORMALIZATION,
                                          LAYER_WEIGHTS, MAX_MODEL_NAME_CHARS, NORMALIZATIONS, OFF_VALUES, PARAMS)
 
 from .errors import InvalidParams
@@ -101,7 +101,7 @@ def _check_float(key, value, low, high, besides=""):
 
 def _check_layers(layers):
     """Accept {name: weight} or [names] (weight 1 each); a name may name channels
-    ("mixed5[12,87]", deepdream_client.layer_spec), and is kept in its canonical
+    ("mixed5[12,87]", deepdream_common.layer_spec), and is kept in its canonical
     spelling. Whether the layer and its channels exist is checked later, by the
     engine that knows the model."""
     if not isinstance(layers, (list, tuple, dict)) or not layers:

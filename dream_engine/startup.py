@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 
-from deepdream_client.vocabulary import BACKENDS
+from deepdream_common.vocabulary import BACKENDS
 
 
 def use_backend(name):

@@ -12,7 +12,7 @@ import math
 from itertools import pairwise
 
 import numpy as np
-from deepdream_client.vocabulary import MIN_SIDE
+from deepdream_common.vocabulary import MIN_SIDE
 
 # The share of a tile its neighbours overlap. The random roll of every step
 # (jitter) moves the seams, so they average out; the overlap lets each tile's

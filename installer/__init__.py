@@ -16,6 +16,6 @@ from pathlib import Path
 
 MIN_PYTHON = (3, 11)  # tomllib (the daemon's settings); pyproject.toml's requires-python says the same
 
-# The client library's paths and quoting (standard library only), shared with the daemon and the plug-in. This runs
-# before any venv has them installed, so from the checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "daemon"))
+# The client library's paths and deepdream_common (standard library only), shared with the daemon and the plug-in.
+# This runs before any venv has them installed, so from the checkout.
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent / folder) for folder in (".", "daemon")]

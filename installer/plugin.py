@@ -2,7 +2,8 @@
 
 The plug-in folder holds deepdream.py (executable where GIMP needs it: Linux and
 macOS) and its modules (the dialog, the canvas, the pixels), the client library
-(pure Python, daemon/deepdream_client) and msgpack's pure-Python files, taken
+and the facts it shares (pure Python, daemon/deepdream_client and
+deepdream_common) and msgpack's pure-Python files, taken
 from the venv's msgpack (which falls back to them without its compiled part):
 GIMP's own Python needs nothing installed, and the client speaks ZMTP itself
 where pyzmq is missing. The new copy is written beside the old one and swapped
@@ -13,8 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from deepdream_client.quoting import command_line
-from deepdream_client.vocabulary import DEFAULT_ENDPOINT
+from deepdream_common.quoting import command_line
+from deepdream_common.vocabulary import DEFAULT_ENDPOINT
 
 REPO = Path(__file__).resolve().parent.parent
 FOLDER = "deepdream"  # GIMP 3 runs plug-ins/NAME/NAME.py
@@ -27,12 +28,14 @@ def copy_plugin(plugins, msgpack_dir, executable=True):
     dest, new = plugins / FOLDER, plugins / (FOLDER + ".new")
     shutil.rmtree(new, ignore_errors=True)
     (new / "deepdream_client").mkdir(parents=True)
+    (new / "deepdream_common").mkdir()
     for source in sorted((REPO / "gimp_plugin" / FOLDER).glob("*.py")):  # deepdream.py and its modules
         shutil.copyfile(source, new / source.name)
     if executable:
         os.chmod(new / "deepdream.py", 0o755)
-    for source in sorted((REPO / "daemon" / "deepdream_client").glob("*.py")):
-        shutil.copyfile(source, new / "deepdream_client" / source.name)
+    for package in (REPO / "daemon" / "deepdream_client", REPO / "deepdream_common"):
+        for source in sorted(package.glob("*.py")):
+            shutil.copyfile(source, new / package.name / source.name)
     shutil.copytree(msgpack_dir, new / "msgpack", ignore=lambda folder, names: [
         name for name in names if not name.endswith(".py")])  # its compiled part would not load in GIMP's Python
     shutil.rmtree(dest, ignore_errors=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from xml.sax.saxutils import escape
 
-from deepdream_client.quoting import command_line
+from deepdream_common.quoting import command_line
 
 NAMES = {"daemon": ("deepdream", "DeepDream daemon: a warm InceptionV3 on ZeroMQ for GIMP, the CLI and scripts"),
          "relay": ("deepdream-relay", "DeepDream relay: this computer's plain clients to a remote daemon, over CURVE")}

@@ -111,10 +111,12 @@ def test_cancel_from_another_thread(client):
         replies.append(client.cancel("dream-to-cancel"))
 
     replies = []
-    threading.Thread(target=cancel_soon).start()
+    canceller = threading.Thread(target=cancel_soon)
+    canceller.start()
     with pytest.raises(DaemonError) as failure:
         client.dream_array(photo(80, 80), ENDLESS, request_id="dream-to-cancel")
     assert failure.value.code == "CANCELLED"
+    canceller.join(10)  # its cancel() returns once the dream's thread hands it the reply: maybe after the dream ends
     assert replies[0]["type"] == "cancelled" and replies[0]["found"] is True
     assert client.cancel("no-such-dream")["found"] is False
     wait_idle(client)
@@ -353,8 +355,8 @@ def test_client_package_runs_as_copied_into_gimp(daemon, tmp_path, inside):
     copies beside the plug-in (no compiled extension)."""
     import msgpack
 
-    shutil.copytree(ROOT / "daemon" / "deepdream_client", tmp_path / "deepdream_client",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for package in (ROOT / "daemon" / "deepdream_client", ROOT / "deepdream_common"):
+        shutil.copytree(package, tmp_path / package.name, ignore=shutil.ignore_patterns("__pycache__"))
     official = inside.startswith("official")
     banned = ["numpy", "PIL", "tensorflow", "keras"] + (["zmq", "msgpack._cmsgpack"] if official else [])
     if official:

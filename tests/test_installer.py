@@ -128,6 +128,7 @@ def test_the_plugin_copy_needs_nothing_compiled_and_replaces_an_old_one(tmp_path
     assert sorted(path.name for path in (dest / "msgpack").iterdir()) == sorted(
         path.name for path in Path(msgpack.__file__).parent.glob("*.py"))
     assert {path.name for path in (dest / "deepdream_client").iterdir()} >= {"client.py", "zmtp.py", "paths.py"}
+    assert {path.name for path in (dest / "deepdream_common").iterdir()} >= {"vocabulary.py", "quoting.py"}
 
 
 def test_client_json_says_when_it_changes_which_daemon_gimp_starts(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deepdream_client.layer_spec import format_layers, parse_layers, split_target, target_key
+from deepdream_common.layer_spec import format_layers, parse_layers, split_target, target_key
 
 
 def test_plain_layers_read_as_before():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from deepdream_client.client import DaemonError, DreamClient
 from deepdream_client.image_files import read_metadata
-from deepdream_client.vocabulary import BUILT_IN_MODELS, INVALID_PARAMS, UNKNOWN_LAYER
+from deepdream_common.vocabulary import BUILT_IN_MODELS, INVALID_PARAMS, UNKNOWN_LAYER
 from PIL import Image
 
 from bench.trained_network import cached_hed_vgg16

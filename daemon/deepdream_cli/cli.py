@@ -22,11 +22,11 @@ from deepdream_client import previews
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
 from deepdream_client.settings import SettingsError
 from deepdream_client.image_files import ImageFileError, output_format, read_image, write_image, write_whole
-from deepdream_client.layer_spec import EXAMPLE, parse_layers
+from deepdream_common.layer_spec import EXAMPLE, parse_layers
 from deepdream_client.paths import config_file, data_dir
 from deepdream_client.protocol import ProtocolError, checked_options
 from deepdream_client.readiness import NotReady, wait_ready
-from deepdream_client.vocabulary import (BACKENDS, BUILT_IN_MODELS, DEFAULT_BACKEND, DEFAULT_ENDPOINT,
+from deepdream_common.vocabulary import (BACKENDS, BUILT_IN_MODELS, DEFAULT_BACKEND, DEFAULT_ENDPOINT,
                                          DEFAULT_MAX_PIXELS, DEFAULT_MODEL, MODEL_FILE_SUFFIXES, NORMALIZATIONS,
                                          PARAMS, PRECISIONS, PREVIEW_INTERVAL, PREVIEW_MAX_SIDE, ZOOM_OPTIONS,
                                          param_help)

@@ -1,14 +1,14 @@
 """The DeepDream client library: everything a program needs to talk to
-deepdream-daemon (the wire protocol, DreamClient, the shared vocabulary).
+deepdream-daemon (the wire protocol, DreamClient, its settings); the vocabulary it
+shares with the daemon and the engine is deepdream_common.
 
 Pure Python with pyzmq and msgpack; GIMP's plug-in imports a copy of this
-package. The names below load on first use, so `deepdream_client.vocabulary`
-(standard library only) can be imported where ZeroMQ is not installed, by the
-engine for instance."""
+package. The names below load on first use, so `deepdream_client.paths`
+(standard library only) can be imported where ZeroMQ is not installed."""
 
 _EXPORTS = {
     "DreamClient": "client", "DreamResult": "client", "DaemonError": "client",
-    "DaemonUnavailable": "client", "SettingsError": "client", "ZoomFrame": "client", "ZoomResult": "client",
+    "DaemonUnavailable": "client", "SettingsError": "settings", "ZoomFrame": "client", "ZoomResult": "client",
 }
 __all__ = list(_EXPORTS)
 

@@ -34,10 +34,10 @@ except ImportError:  # GIMP's Python on Windows, macOS, Flatpak, Snap: zmtp.py s
     zmq = None
 
 from . import protocol, zmtp
-from .quoting import shown
+from deepdream_common.quoting import shown
 from .settings import (SettingsError, check_endpoint, lookup, relay_advice, resolve_client_keys, resolve_endpoint,
                        resolve_server_key, resolve_transport)
-from .vocabulary import BAD_REQUEST, CANCELLED, ENCODED, INTERNAL
+from deepdream_common.vocabulary import BAD_REQUEST, CANCELLED, ENCODED, INTERNAL
 
 DEFAULT_TIMEOUT = 10.0
 CANCEL_GRACE = 3.0  # how long an interrupted dream waits to see the daemon confirm the cancel

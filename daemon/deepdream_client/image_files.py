@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .quoting import shown
+from deepdream_common.quoting import shown
 
 # The only decoders ever run on an input. Pillow knows dozens more (PCX, SGI, DDS, ...),
 # each more code an untrusted file could reach, and it hands EPS to Ghostscript.

@@ -9,7 +9,7 @@ numpy and Pillow are imported only where a preview is made."""
 import time
 
 from .protocol import checked_options
-from .vocabulary import PREVIEW, RAW
+from deepdream_common.vocabulary import PREVIEW, RAW
 
 
 def checked(value):

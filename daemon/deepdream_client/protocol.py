@@ -6,12 +6,12 @@ protocol has a single definition. docs/protocol.md is its prose form."""
 
 import msgpack
 
-from .quoting import shown
-from .vocabulary import (  # noqa: F401  re-exported: the protocol's names, as clients know them
+from deepdream_common.quoting import shown
+from deepdream_common.vocabulary import (  # noqa: F401  re-exported: the protocol's names, as clients know them
     BAD_REQUEST, DEFAULT_ENDPOINT, DTYPE_SIZES, ERROR_CODES, IMAGE_FORMATS, MAX_HEADER_BYTES, OPS, RAW, STOP_CODES,
     STOP_MESSAGES,
 )
-from .vocabulary import PROTOCOL_VERSION as VERSION
+from deepdream_common.vocabulary import PROTOCOL_VERSION as VERSION
 
 
 class ProtocolError(Exception):

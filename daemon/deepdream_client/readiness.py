@@ -16,8 +16,8 @@ from .client import DaemonUnavailable
 
 from .settings import config_path, is_loopback, load_config
 from .paths import cache_file
-from .quoting import command_line
-from .vocabulary import DEFAULT_ENDPOINT
+from deepdream_common.quoting import command_line
+from deepdream_common.vocabulary import DEFAULT_ENDPOINT
 
 PING_TIMEOUT = 3.0  # a live daemon answers a ping in milliseconds
 START_TIMEOUT = 240.0  # importing TensorFlow and building the model, on a slow machine

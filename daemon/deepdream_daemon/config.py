@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deepdream_client.paths import config_file, data_dir
 from deepdream_client.protocol import shown
-from deepdream_client.vocabulary import (
+from deepdream_common.vocabulary import (
     BACKENDS,
     DEFAULT_BACKEND,
     DEFAULT_ENDPOINT,

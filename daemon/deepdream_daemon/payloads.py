@@ -9,7 +9,7 @@ import io
 import numpy as np
 
 from deepdream_client.protocol import ProtocolError, field, raw_payload_size, shown
-from deepdream_client.vocabulary import BAD_REQUEST, DTYPE_SIZES, ENCODED, IMAGE_DECODE, MIN_SIDE, RAW, TOO_LARGE
+from deepdream_common.vocabulary import BAD_REQUEST, DTYPE_SIZES, ENCODED, IMAGE_DECODE, MIN_SIDE, RAW, TOO_LARGE
 
 _LITTLE_ENDIAN = {name: np.dtype(name).newbyteorder("<") for name in DTYPE_SIZES}
 

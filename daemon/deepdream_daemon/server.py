@@ -30,7 +30,7 @@ from .jobs import Job, QueueFull
 from deepdream_client import previews
 from deepdream_client.protocol import (MAX_HEADER_BYTES, VERSION, ProtocolError, checked_options, error, field, pack,
                                        shown, stopped, unpack)
-from deepdream_client.vocabulary import (BAD_REQUEST, CANCEL, CHANNELS, DEFAULT_MODEL, DREAM, DTYPE_SIZES, INFO,
+from deepdream_common.vocabulary import (BAD_REQUEST, CANCEL, CHANNELS, DEFAULT_MODEL, DREAM, DTYPE_SIZES, INFO,
                                          INTERNAL, INVALID_PARAMS, MIN_SIDE, NOT_READY, PING, QUEUE_FULL, SHUTTING_DOWN,
                                          UNKNOWN_OP, UNSUPPORTED_VERSION, ZOOM, ZOOM_OPTIONS)
 

@@ -20,9 +20,9 @@ import zmq
 from . import payloads
 from .notify import notify, status
 from deepdream_client.previews import Previews
-from deepdream_client.layer_spec import split_target
+from deepdream_common.layer_spec import split_target
 from deepdream_client.protocol import ProtocolError, error, shown, stopped
-from deepdream_client.vocabulary import (BUILT_IN_MODELS, DEFAULT_MODEL, INTERNAL, INVALID_PARAMS, NOT_READY,
+from deepdream_common.vocabulary import (BUILT_IN_MODELS, DEFAULT_MODEL, INTERNAL, INVALID_PARAMS, NOT_READY,
                                          OUT_OF_MEMORY, PARAMS, UNKNOWN_LAYER)
 
 log = logging.getLogger("deepdream.daemon")

@@ -32,7 +32,7 @@ try:
     MISSING = None
 except ImportError as error:  # a plug-in folder copied by hand, without msgpack: still register, and say so
     MISSING = error
-from deepdream_client.vocabulary import DEFAULT_ENDPOINT
+from deepdream_common.vocabulary import DEFAULT_ENDPOINT
 
 PROC_NAME = 'python-fu-deepdream'
 ZOOM_PROC_NAME = 'python-fu-deepdream-zoom'

@@ -1,11 +1,11 @@
 """The procedures' arguments and the dialog: labels for painters, ranges and defaults from the shared
 vocabulary, presets, the Advanced fold, the Network field's menu. deepdream.py chose gi's versions."""
 
-from deepdream_client.layer_spec import format_layers, parse_layers
-from deepdream_client.vocabulary import (AUTOMATIC_TILES, BUILT_IN_MODELS, DEFAULT_ENDPOINT, DEFAULT_LAYERS,
+from deepdream_common.layer_spec import format_layers, parse_layers
+from deepdream_common.vocabulary import (AUTOMATIC_TILES, BUILT_IN_MODELS, DEFAULT_ENDPOINT, DEFAULT_LAYERS,
                                          DEFAULT_MODEL, DEFAULT_NORMALIZATION, FULL_SIZE, GIMP_SEED_MAX,
                                          NORMALIZATIONS, PARAMS, ZOOM_OPTIONS)
-from deepdream_client.vocabulary import PRESETS as NAMED_PRESETS
+from deepdream_common.vocabulary import PRESETS as NAMED_PRESETS
 from gi.repository import Gdk, GimpUi, GObject, Gtk, Gimp
 
 # The dialog's and scripts' default dream size (megapixels): a larger layer is dreamed at this size and

@@ -4,7 +4,7 @@ written back, scaled onto the canvas, by GEGL (never Python pixel by pixel). dee
 import sys
 from array import array
 
-from deepdream_client.vocabulary import MIN_SIDE
+from deepdream_common.vocabulary import MIN_SIDE
 from gi.repository import Gegl, Gimp
 
 CONTEXT_MARGIN = 64      # pixels of context dreamed around a selection (less around small ones)
