@@ -9,6 +9,7 @@ runs dream_engine in-process, warm (load and first trace are timed apart);
 run_side(task) is the parent's side: it starts such a process."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -73,7 +74,8 @@ def run_engine(task):
         runs.append({"seconds": time.perf_counter() - started, "cpu_s": memory.cpu_seconds() - cpu_started,
                      "compile_s": engine.compile_seconds - compiled, "losses": losses})
     _save(task, task.get("name", "engine"), dreamed)
-    return {"seconds": runs[0]["seconds"], "cpu_s": runs[0]["cpu_s"], "load_s": load_s,
+    written = png_writes(dreamed) if task.get("write_png") else {}
+    return {**written, "seconds": runs[0]["seconds"], "cpu_s": runs[0]["cpu_s"], "load_s": load_s,
             "step_losses": runs[0]["losses"], "shape": list(dreamed.shape),
             "precision": engine.precision, "batch_norm_folded": engine.batch_norm_folded,
             "rss_before_mib": rss_before, "peak_rss_mib": memory.peak_rss_mib(),
@@ -81,6 +83,30 @@ def run_engine(task):
             "runs": [{key: value for key, value in run.items() if key != "losses"} for run in runs],
             "backend": getattr(engine, "backend", "tensorflow"), "device": engine.device,
             "device_peak_mib": memory.device_peak_mib(), "tensorflow_loaded": "tensorflow" in sys.modules}
+
+
+def png_writes(dreamed):
+    """The dream written as PNG the way the CLI writes it (image_files.write_image, with its metadata), then
+    with Pillow's default level (6) in place of the large-PNG level: seconds and MiB of each."""
+    import tempfile
+
+    from deepdream_client import image_files
+
+    shipped = image_files.LARGE_PNG_LEVEL
+    large = dreamed.shape[0] * dreamed.shape[1] >= image_files.LARGE_PNG_PIXELS
+    figures = {"png_level shipped": shipped if large else 6}
+    with tempfile.TemporaryDirectory(prefix="bench-png-") as folder:
+        for label, level in (("shipped", shipped), ("level 6", 6)):
+            path = f"{folder}/{label}.png"
+            image_files.LARGE_PNG_LEVEL = level
+            try:
+                started = time.perf_counter()
+                image_files.write_image(path, dreamed, {"bench": label})
+                figures[f"png_write_s {label}"] = time.perf_counter() - started
+            finally:
+                image_files.LARGE_PNG_LEVEL = shipped
+            figures[f"png_mib {label}"] = os.path.getsize(path) / 2**20
+    return figures
 
 
 def octave_work(engine, image, params):

@@ -113,6 +113,24 @@ def test_image_file_round_trip(tmp_path, extension, dtype, channels):
         assert any("alpha" in note for note in notes)
 
 
+def png_zlib_level(path):
+    """The compression level a PNG's image data says it was written at (its zlib header's FLEVEL:
+    0 the fastest, 2 the default)."""
+    data = path.read_bytes()
+    start = data.index(b"IDAT") + 4
+    return data[start + 1] >> 6
+
+
+@pytest.mark.parametrize("height, width, level", [(2000, 2000, 0), (1000, 1000, 2)])
+def test_a_large_png_is_written_at_the_fastest_level_and_keeps_its_metadata(tmp_path, height, width, level):
+    array = photo(height, width)
+    path = tmp_path / "dream.png"
+    write_image(path, array, {"hello": "world"})
+    np.testing.assert_array_equal(read_image(path), array)
+    assert read_metadata(path) == {"hello": "world"}
+    assert png_zlib_level(path) == level
+
+
 @pytest.mark.parametrize("args, message", [
     (["dream", "{tmp}/missing.png", "{tmp}/out.png"], "missing.png: no such file"),
     (["dream", "{tmp}/notes.txt", "{tmp}/out.png"], "not an image file"),
