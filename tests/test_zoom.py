@@ -256,9 +256,9 @@ def test_a_cancelled_zoom_keeps_the_frames_that_came(daemon):
     assert "CANCELLED (cancel)" in daemon.log_text()
 
 
-def test_the_readme_zoom_script_runs_as_written(daemon, tmp_path):
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    script = re.search(r"writes a 3-frame zoom of `photo.jpg`:\n\n```python\n(.*?)```", readme, re.S).group(1)
+def test_the_scripting_guides_zoom_script_runs_as_written(daemon, tmp_path):
+    guide = (Path(__file__).parents[1] / "docs" / "scripting.md").read_text()
+    script = re.search(r"writes a 3-frame zoom of `photo.jpg`:\n\n```python\n(.*?)```", guide, re.S).group(1)
     Image.fromarray(photo(90, 120)).save(tmp_path / "photo.jpg")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env=clean_env(DEEPDREAM_ENDPOINT=daemon.endpoint))
