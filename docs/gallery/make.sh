@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes the README's gallery (docs/gallery/*.jpg, zoom.gif) with the commands the README shows, dreamed by a
+# Makes the gallery (docs/gallery/*.jpg, zoom.gif) with the commands docs/artists.md shows, dreamed by a
 # trained network that works offline: HED's VGG16 blocks (bench/trained_network.py), built into
 # $XDG_CACHE_HOME/deepdream/models/ on first use. From the repository root: bash docs/gallery/make.sh
 # The inputs are synthetic (bench/photo.py): no photograph with a known licence ships with the venv.

@@ -1,7 +1,7 @@
-"""Makes the README's GIMP pictures (docs/gimp-*.png) from the walk through that the interface test
+"""Makes the GIMP pictures of docs/artists.md (docs/gimp-*.png) from the walk through that the interface test
 checks; the test itself writes nothing. As root, with the GIMP 3 test root built:
 .venv/bin/python tests/gimp/screenshots.py docs
-(The README's dreams, docs/gallery/, come from docs/gallery/make.sh and a trained network.)"""
+(Its gallery's dreams, docs/gallery/, come from docs/gallery/make.sh and a trained network.)"""
 
 import io
 import sys
@@ -17,7 +17,7 @@ from harness import GimpRoot, root_of  # noqa: E402
 from images import photo  # noqa: E402
 from interface import dream_and_undo, preview_then_failure  # noqa: E402
 
-SERIES = "3.0"  # the GIMP the README's pictures show (CANVAS was measured there)
+SERIES = "3.0"  # the GIMP the guide's pictures show (CANVAS was measured there)
 
 
 def main(folder):
@@ -27,7 +27,7 @@ def main(folder):
     def shoot(screen, name, window="root"):
         screen.settled()  # a menu or a preset's values fully drawn
         picture = Image.open(io.BytesIO(screen.capture(window)))
-        if window == "root":  # whole screens: 256 colours keep the README light
+        if window == "root":  # whole screens: 256 colours keep the docs light
             picture = picture.convert("RGB").quantize(256)
         picture.save(folder / f"gimp-{name}.png", optimize=True)
 
