@@ -55,16 +55,15 @@ def test_the_client_package_is_the_client_and_the_cli_without_tensorflow(tmp_pat
     # left in the checkout would put files deleted since into later wheels.
     tree = tmp_path / "tree"
     shutil.copytree(REPO / "client", tree / "client", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    for package in ("deepdream_client", "deepdream_cli"):
-        shutil.copytree(REPO / "daemon" / package, tree / "daemon" / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("daemon/deepdream_client", "daemon/deepdream_cli", "deepdream_common"):
+        shutil.copytree(REPO / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                             str(tmp_path), str(tree / "client")], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
     wheel = zipfile.ZipFile(next(tmp_path.glob("deepdream_client-*.whl")))
     tops = {name.split("/")[0] for name in wheel.namelist()}
     info = next(top for top in tops if top.endswith(".dist-info"))
-    assert tops - {info} == {"deepdream_client", "deepdream_cli"}
+    assert tops - {info} == {"deepdream_common", "deepdream_client", "deepdream_cli"}
     metadata = wheel.read(f"{info}/METADATA").decode()
     requires = {re.split(r"[<>=! ;\[]", line.split(":", 1)[1].strip())[0].lower()
                 for line in metadata.splitlines() if line.startswith("Requires-Dist:")}

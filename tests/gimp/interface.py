@@ -115,6 +115,14 @@ class GimpWindow:
         self.screen.xdotool("mousemove", *NOWHERE)
         assert self.screen.wait_closed(dialog, 10), "OK did not close the dialog"
 
+    def dream_with_steps(self, steps):
+        """Filters > DeepDream... with Steps per octave (its mnemonic, Alt+T) set to `steps`, then OK."""
+        dialog, geometry = self.open_dialog()
+        self.screen.xdotool("key", "alt+t", "ctrl+a")
+        self.screen.xdotool("type", str(steps))
+        self.screen.xdotool("key", "Tab")
+        self.press_ok(dialog, geometry)
+
     def log(self):
         return self.log_path.read_text(errors="replace")
 
@@ -176,11 +184,7 @@ def preview_then_failure(gimp, image, endpoint, daemon_busy, stop_daemon, shoot=
     try:
         before = screen.settled()
         title_before = image_title(screen, 1)
-        dialog, geometry = window.open_dialog()
-        screen.xdotool("key", "alt+t", "ctrl+a")
-        screen.xdotool("type", "400")
-        screen.xdotool("key", "Tab")
-        window.press_ok(dialog, geometry)
+        window.dream_with_steps(400)
         assert poll(daemon_busy, 30, 0.1), "the daemon got no dream"
         # Only a preview makes a second layer while the daemon still dreams: the dream's own layer
         # comes after the daemon's last word.
@@ -228,11 +232,7 @@ def selection_cancel_and_round_trip(gimp, image, endpoint, daemon_busy, selectio
             "the selection script did not run"
         before = screen.settled()
         title_before = image_title(screen, 1)
-        dialog, geometry = window.open_dialog()
-        screen.xdotool("key", "alt+t", "ctrl+a")
-        screen.xdotool("type", "400")
-        screen.xdotool("key", "Tab")
-        window.press_ok(dialog, geometry)
+        window.dream_with_steps(400)
         assert poll(lambda: daemon_busy() and image_title(screen, 2), 60, 0.2), "no preview layer mid-dream"
         previewed = redrawn(screen, before)
         shoot(screen, "preview-selection")
@@ -253,11 +253,7 @@ def selection_cancel_and_round_trip(gimp, image, endpoint, daemon_busy, selectio
         keys("ctrl+z")
         title_undone = poll(lambda: image_title(screen, 1), 10)
 
-        dialog, geometry = window.open_dialog()
-        screen.xdotool("key", "alt+t", "ctrl+a")
-        screen.xdotool("type", "2")
-        screen.xdotool("key", "Tab")
-        window.press_ok(dialog, geometry)
+        window.dream_with_steps(2)
         assert image_window(screen, 2, 120), "the short dream made no layer"
         assert poll(lambda: not gimp.plugin_processes(), 120, 0.1), "the short dream's plug-in did not end"
         for key, layers in (("ctrl+z", 1), ("ctrl+y", 2), ("ctrl+f", 3), ("ctrl+z", 2), ("ctrl+z", 1)):
