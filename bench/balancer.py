@@ -4,7 +4,7 @@ three daemons behind HAProxy; and what HAProxy adds to one request.
     python -m bench.balancer [--rounds 3] [--size 320x240] [--steps 10] [--pings 200]
 
 The daemons (random weights, float32) and HAProxy (the repository's deploy/haproxy/deepdream.cfg, addresses
-pointed at them: tests/haproxy_process.py) run on this machine. Each round runs the three sides back to back, in
+pointed at them: bench/haproxy_process.py) run on this machine. Each round runs the three sides back to back, in
 an order that turns each round; a side's figure is its median, and its ratio the median of its per-round ratios
 to the direct side (this machine's speed drifts over minutes: bench/README.md). The
 added latency is the median of `--pings` pings, each on a fresh connection as DreamClient makes one per request
@@ -22,8 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from deepdream_client.client import DreamClient
-from tests.daemon_process import free_port, start_daemon
-from tests.haproxy_process import start_haproxy
+from .daemon_process import free_port, start_daemon
+from .haproxy_process import start_haproxy
 
 from .photo import photo
 

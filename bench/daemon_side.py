@@ -5,7 +5,7 @@ trace) is timed apart from the dream; the daemon's peak RSS is read from /proc."
 import time
 
 from deepdream_client.client import DreamClient
-from tests.daemon_process import start_daemon  # the one way to start a random-weights daemon on a free port
+from .daemon_process import start_daemon  # the one way to start a random-weights daemon on a free port
 
 from . import memory
 

@@ -20,8 +20,8 @@ def engine():
 @pytest.fixture(scope="module")
 def daemon():
     """A real deepdream-daemon (random weights, float32) on a free loopback port,
-    shared by one test module; see tests/daemon_process.py."""
-    from daemon_process import start_daemon
+    shared by one test module; see bench/daemon_process.py."""
+    from bench.daemon_process import start_daemon
 
     with start_daemon() as process:
         yield process

@@ -10,7 +10,7 @@ import pytest
 
 from bench.backends import AGREEMENT_DREAMS, AGREEMENT_IMAGE, largest_difference, run_worker
 from bench.jobs import make_image
-from daemon_process import start_daemon
+from bench.daemon_process import start_daemon
 from deepdream_client.client import DreamClient
 
 OTHER_BACKENDS = ["jax", pytest.param("torch", marks=pytest.mark.torch)]

@@ -1,5 +1,5 @@
 """A studio's daemons behind one address: three real daemons on loopback behind a real HAProxy in TCP mode, running
-the repository's deploy/haproxy/deepdream.cfg (tests/haproxy_process.py points its addresses here).
+the repository's deploy/haproxy/deepdream.cfg (bench/haproxy_process.py points its addresses here).
 
 Each dream is one connection, so HAProxy's leastconn spreads dreams and keeps each dream's messages on its daemon;
 the replies name the daemon (`daemon`), which is how these tests see where each dream went. The daemons share one
@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from daemon_process import daemon_command, free_port, start_daemon
+from bench.daemon_process import daemon_command, free_port, start_daemon
 from deepdream_cli.keys import make_pair
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
 from deepdream_daemon import agent
-from haproxy_process import haproxy_binary, start_haproxy
+from bench.haproxy_process import haproxy_binary, start_haproxy
 from images import photo
 from raw_wire import wait_for
 

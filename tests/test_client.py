@@ -22,7 +22,7 @@ from PIL import Image
 from deepdream_client import protocol
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
 from deepdream_client.settings import TRANSPORTS, SettingsError, resolve_endpoint
-from daemon_process import DaemonProcess, free_port, start_daemon
+from bench.daemon_process import DaemonProcess, free_port, start_daemon
 from images import photo
 from raw_wire import connect, dream_request, final, ping, send, wait_for
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import zmq
 
-from daemon_process import start_daemon
+from bench.daemon_process import start_daemon
 from images import photo
 from raw_wire import LONG, TINY, call, connect, dream_request, ping, receive, request, send, send_frames, wait_for
 

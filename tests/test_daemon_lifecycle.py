@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
-from daemon_process import apply_client_curve, daemon_command, free_port, start_daemon
+from bench.daemon_process import apply_client_curve, daemon_command, free_port, start_daemon
 from images import photo
 from raw_wire import LONG, call, connect, dream_request, final, ping, receive, request, result_array, send, wait_for
 

@@ -22,7 +22,7 @@ import zmq
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
-from daemon_process import free_port, start_daemon
+from bench.daemon_process import free_port, start_daemon
 from deepdream_client.client import DreamClient
 from harness import poll, stop, wait_for
 from images import photo

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_process import free_port
+from bench.daemon_process import free_port
 from deepdream_client import readiness
 from installer import MIN_PYTHON, gimps, plugin, services
 from installer.__main__ import main as installer_main

@@ -11,7 +11,7 @@ import pytest
 from bench.distinct_sizes import PARAMS as DISTINCT_SIZE_PARAMS
 from bench.distinct_sizes import SIDES, sizes
 from deepdream_client.client import DreamClient
-from daemon_process import start_daemon
+from bench.daemon_process import start_daemon
 from dream_engine import DreamParams
 from dream_engine import model as inception
 from dream_engine.tiling import TileLayout

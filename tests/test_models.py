@@ -10,7 +10,7 @@ from deepdream_common.vocabulary import BUILT_IN_MODELS, INVALID_PARAMS, UNKNOWN
 from PIL import Image
 
 from bench.trained_network import cached_hed_vgg16
-from daemon_process import start_daemon
+from bench.daemon_process import start_daemon
 from deepdream_cli import cli
 from images import photo
 

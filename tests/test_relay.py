@@ -11,7 +11,7 @@ import pytest
 import zmq.auth
 
 from deepdream_client.client import DaemonError, DaemonUnavailable, DreamClient
-from daemon_process import free_port, start_daemon
+from bench.daemon_process import free_port, start_daemon
 from images import photo
 
 TINY = {"octaves": 1, "steps": 2, "tile_size": 128, "jitter": 0, "seed": 3}

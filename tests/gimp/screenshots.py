@@ -11,7 +11,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parents[1])]
-from daemon_process import start_daemon  # noqa: E402
+from bench.daemon_process import start_daemon  # noqa: E402
 from deepdream_client.client import DreamClient  # noqa: E402
 from harness import GimpRoot, root_of  # noqa: E402
 from images import photo  # noqa: E402
