@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from deepdream_common.vocabulary import PRECISIONS
+
 from . import report
 from .daemon_side import WarmDaemon
 from .jobs import CLASSIC, GFLOP_PER_PIXEL_STEP, engine_pixel_steps, make_image, psnr, seed_job
@@ -249,7 +251,7 @@ def main(argv=None):
     parser.add_argument("--seed-tile", type=int, default=0,
                         help="tile_size for the project on the seed's job and levers (default 0: the project's "
                              "default, automatic; 845x562 fits one piece)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="the daemon's precision on the seed and distinct-sizes jobs, the engine's on 12mp and "
                              "24mp (default auto; float32 is what a CPU without bfloat16, such as an AVX2 one, runs)")
     parser.add_argument("--rounds", type=int, default=3,
