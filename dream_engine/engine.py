@@ -1,26 +1,37 @@
-"""DreamEngine: octave gradient ascent on InceptionV3 (DeepDream), tiled.
+"""DreamEngine: octave gradient ascent (DeepDream) on a Keras network, tiled.
 
-The algorithm is the seed article's: the loss is the weighted sum of the mean
-activations of chosen layers; each step adds the loss gradient, divided by its
-standard deviation, times step_size, and clips to the network's [-1, 1] range;
-octaves run the same ascent from small sizes up to the full one. On top of it:
-tiles that bound memory, a seeded random roll (jitter), detail re-injection
-between octaves, a dream size (a large image dreamed smaller, its change
-scaled up onto the original), any dtype and channel count, snapshots of the
-dream so far for previews, and cancellation. A target may name channels of its
-layer; a guide image turns each target's term into the DeepDream notebook's guided
+The algorithm is the reference article's (the TensorFlow DeepDream tutorial,
+bench/seed_reference.py): the loss is the weighted sum of the mean activations
+of chosen layers; each step adds the loss gradient, divided by its standard
+deviation, times step_size, and clips to the network's [-1, 1] range. A dream
+(_dream_rgb), as the Keras DeepDream example outlines its own:
+
+1. Take the image's RGB in the network's [-1, 1] range (any dtype and channel
+   count); with a dream size, a smaller copy stands in for it.
+2. List the octave sizes, smallest first, the last the image's own
+   (octave_shapes), and shrink the image to the smallest.
+3. For every octave, from the smallest up:
+   a. scale the dream so far up to the octave's size (from the second on);
+   b. ascend: `steps` times, roll the image by a seeded random shift
+      (jitter), take the loss gradient, normalize it, add it times step_size
+      and clip; in one piece (_WholeImage) or tile by tile (_Tiles), as the
+      memory budget decides; report progress after each step;
+   c. put back the detail lost (unless `detail` is off): the original at this
+      size minus the original at the previous octave's size scaled up to it.
+4. With a dream size, scale the dream's change up onto the full-size original.
+5. Give the result back in the image's own dtype and channels.
+
+Besides: snapshots of the dream so far for previews, and cancellation between
+steps (and between a step's tiles). A target may name channels of its layer; a
+guide image turns each target's term into the DeepDream notebook's guided
 objective; the gradient may be normalized per band of a Laplacian pyramid
-(dream_engine/normalization.py) instead of as a whole.
-
-The step is written once, with keras.ops, for every Keras backend; taking
-its gradient and compiling it are the backend's (dream_engine.backends)."""
+(dream_engine/normalization.py) instead of as a whole. The step is compiled
+once per target set (dream_engine/steps.py); taking its gradient and compiling
+it are the backend's (dream_engine.backends)."""
 
 import ctypes
 import dataclasses
-import gc
 import os
-import time
-from collections import OrderedDict, namedtuple
 from pathlib import Path
 
 import keras
@@ -35,6 +46,7 @@ from .errors import DreamCancelled, InvalidImage, InvalidParams, OutOfMemory
 from .normalization import laplacian_normalize
 from .params import DreamParams
 from .pixels import check_image, split
+from .steps import StepCache, StepKey, canonical_layers
 from .tiling import OVERLAP, TileLayout, rolled_padded_source
 
 DEFAULT_COMPILED_LAYER_SETS = 8  # about 11 MiB each; a client cycling through layer sets cannot grow memory
@@ -64,14 +76,11 @@ class DreamEngine:
         # when an octave is dreamed in tiles and how large they are.
         self.memory_budget_mib = memory_budget_mib or inception.default_memory_budget_mib()
         self.tile_overlap = tile_overlap
-        self.compiled_layer_sets = compiled_layer_sets
-        self.traces = 0  # how often a compiled function was traced (tests watch it)
-        self.compile_seconds = 0.0  # spent compiling layer sets, in all (a dream's share: the difference across it)
         self._tile_side = None  # the largest tile side of the octave being dreamed
         network = networks.load_network(model, weights, self.precision, models_dir)
         if fold_batch_norm is None:
             # Folding is the same function up to rounding, which gradient ascent
-            # amplifies (8 levels after 3 steps): float32 stays the seed's exact
+            # amplifies (8 levels after 3 steps): float32 stays the reference's exact
             # graph, the reduced precisions (far less exact anyway) take the speed.
             fold_batch_norm = self.precision != "float32"
         self.batch_norm_folded = bool(fold_batch_norm)
@@ -85,7 +94,17 @@ class DreamEngine:
         self.default_layers = dict(network.default_layers)
         self.min_side = network.min_side  # of an octave; an image has the wire's minimum too
         self.min_image_side = max(MIN_SIDE, network.min_side)
-        self._functions = OrderedDict()  # canonical layer set -> _Compiled, least recently used first
+        self._steps = StepCache(network, self.min_image_side, compiled_layer_sets)
+
+    @property
+    def traces(self):
+        """How often a compiled step was traced (tests watch it)."""
+        return self._steps.counts.traces
+
+    @property
+    def compile_seconds(self):
+        """Spent compiling target sets, in all (a dream's share: the difference across it)."""
+        return self._steps.counts.seconds
 
     def dream(self, image, params=None, progress=None, should_stop=None, guide=None):
         """Dream `image` (H x W x C numpy array) and return the result, same shape and dtype.
@@ -188,9 +207,9 @@ class DreamEngine:
             elif params.detail and not last:
                 # Put back what shrinking the original lost at this scale, so the
                 # next octave starts from the photo's detail, not from a blurred copy.
-                # (Nothing is lost yet at the first octave. The previous code
-                # compared with the first octave's image itself, which a tiled
-                # step updates in place: that erased the first octave's dream.)
+                # (Nothing is lost yet at the first octave.) The detail is measured between two
+                # sizes of the original, never against the octave's own image: a tiled step
+                # updates that in place, so the difference would erase the octave's dream.
                 same_size_original = resize(original, shape)
                 if shrunk_original is not None:
                     image += same_size_original  # in two steps: no third array of this size
@@ -236,8 +255,8 @@ class DreamEngine:
         piece, the compiled layer sets kept, and the resident memory in use.
         Plain reads, safe from another thread (no TensorFlow call)."""
         return {"memory_budget_mib": self.memory_budget_mib, "largest_piece_pixels": self.largest_piece(),
-                "tile_overlap": self.tile_overlap, "compiled_layer_sets": len(self._functions),
-                "max_compiled_layer_sets": self.compiled_layer_sets, "rss_mib": resident_mib()}
+                "tile_overlap": self.tile_overlap, "compiled_layer_sets": len(self._steps),
+                "max_compiled_layer_sets": self._steps.capacity, "rss_mib": resident_mib()}
 
     def _octave(self, image, shape, params, compiled, layer_weights, guide_features, should_stop):
         """The strategy that dreams one octave: whole when it fits the memory
@@ -279,93 +298,8 @@ class DreamEngine:
         return tuple(features)
 
     def _compiled(self, layer_names, guided=False, normalize=DEFAULT_NORMALIZATION):
-        """The compiled functions for one target set, in canonical_layers order,
-        guided or not, with one normalization (each traced once, for every image,
-        tile and batch shape; the weights and guide features are inputs, so any
-        weighting of the same targets, and any guide, shares them):
-        - tile_gradients(tiles, layer weights, *guide features) -> (loss per tile, gradient);
-        - whole_step(image, layer weights, shift, unshift, step_size, *guide features) -> (image, loss):
-          one full ascent step on an image that fits one tile, the seed's rule;
-        - features: the feature model (an output per target), for the guide's features."""
-        layer_names = canonical_layers(layer_names)
-        key = (layer_names, guided, normalize)
-        if key in self._functions:
-            self._functions.move_to_end(key)
-        else:
-            features = networks.feature_model(self.network, layer_names)  # from the engine's [-1, 1] RGB
-            backend, ops = self._backend, keras.ops
-
-            def losses_and_gradient(tiles, layer_weights, guide_features):
-                scale = loss_scale(tiles)
-
-                def scaled_total(tiles):
-                    activations = [ops.cast(a, "float32") for a in keras.tree.flatten(features(tiles, training=False))]
-                    if guided:
-                        terms = [_guided_term(a, g) for a, g in zip(activations, guide_features, strict=True)]
-                    else:
-                        terms = [ops.mean(a, axis=[1, 2, 3]) for a in activations]
-                    losses = ops.sum(ops.stack(terms, axis=1) * layer_weights, axis=1)
-                    return ops.sum(losses) * scale, losses  # tiles are independent: one backward pass for all
-
-                losses, gradient = backend.value_and_gradient(scaled_total, tiles)
-                return losses, gradient / scale
-
-            def tile_gradients(tiles, layer_weights, *guide_features):
-                self.traces += 1  # runs only while tracing (on TensorFlow and JAX)
-                return losses_and_gradient(tiles, layer_weights, guide_features)
-
-            def whole_step(image, layer_weights, shift, unshift, step_size, *guide_features):
-                # unshift is -shift, given apart: PyTorch rolls by Python ints only, which cannot be negated in
-                # TensorFlow's graph.
-                self.traces += 1
-                rolled = ops.roll(image, shift, axis=[0, 1])
-                losses, gradient = losses_and_gradient(rolled[None], layer_weights, guide_features)
-                gradient = ops.roll(gradient[0], unshift, axis=[0, 1])
-                if normalize == "laplacian":
-                    gradient = laplacian_normalize(gradient, ops)
-                else:
-                    gradient /= ops.std(gradient) + 1e-8
-                return ops.clip(image + step_size * gradient, -1.0, 1.0), losses[0]
-
-            weights, shift, image = ((len(layer_names),), "float32"), ((2,), "int32"), ((None, None, 3), "float32")
-            tiny = np.zeros([self.min_image_side, self.min_image_side, 3], np.float32)
-            no_weights = np.zeros([len(layer_names)], np.float32)
-            no_shift = np.zeros([2], np.int32)
-            channels = [self.layer_channels[layer] if chosen is None else len(chosen)
-                        for layer, chosen in map(split_target, layer_names)] if guided else []
-            guides = [((None, count), "float32") for count in channels]
-            no_guides = [np.zeros([1, count], np.float32) for count in channels]
-            self._functions[key] = _Compiled(
-                _CompiledOnFirstCall(self, backend.compile_step(tile_gradients, [((None, *image[0]), "float32"),
-                                                                                 weights, *guides], features),
-                                     tiny[None], no_weights, *no_guides),
-                _CompiledOnFirstCall(self, backend.compile_step(whole_step, [image, weights, shift, shift,
-                                                                             ((), "float32"), *guides], features),
-                                     tiny, no_weights, no_shift, no_shift, np.float32(0.0), *no_guides),
-                features)
-            if len(self._functions) > self.compiled_layer_sets:
-                self._functions.popitem(last=False)
-                # Compiled functions sit in reference cycles (tf.function's traced graphs refer back
-                # to their function): only a collection frees them and the runtime's copies.
-                gc.collect()
-        return self._functions[key]
-
-
-_Compiled = namedtuple("_Compiled", "tile_gradients whole_step features")
-
-
-def _guided_term(activations, guide_features):
-    """The DeepDream notebook's guided objective for one target, per tile: each
-    dream position matched with the guide feature of largest dot product, the
-    term the mean over positions and channels of the products with the match,
-    so its gradient at a position is that guide feature (the notebook's). The
-    match itself takes no gradient: the backward pass stores no similarity matrix."""
-    ops = keras.ops
-    shape = ops.shape(activations)
-    positions = ops.reshape(activations, (shape[0], -1, shape[3]))
-    similarity = ops.matmul(ops.stop_gradient(positions), ops.transpose(guide_features))
-    matched = ops.take(guide_features, ops.argmax(similarity, axis=-1), axis=0)
-    return ops.mean(positions * matched, axis=[1, 2])
+        """The compiled Steps for the targets `layer_names` (any order), guided or not (dream_engine/steps.py)."""
+        return self._steps.get(StepKey(canonical_layers(layer_names), guided, normalize))
 
 
 class _WholeImage:
@@ -436,7 +370,7 @@ class _Tiles:
                 share = tiles.share((y, x))[:inside_rows, :inside_cols]
                 blended[np.ix_(rows[:inside_rows], cols[:inside_cols])] += \
                     tile_gradient[:inside_rows, :inside_cols] * share
-        # The seed's update, in place and in its order of operations; the Laplacian pyramid's on the
+        # The reference's update, in place and in its order of operations; the Laplacian pyramid's on the
         # whole octave's gradient, as the whole-image step has it, so that tile borders cannot show.
         if self._normalize == "laplacian":
             blended[...] = laplacian_normalize(blended)
@@ -457,25 +391,6 @@ class _Tiles:
         return image
 
 
-class _CompiledOnFirstCall:
-    """A compiled step whose first call, where the backend traces and optimises it
-    (seconds, whatever the input's size), is made on a tiny input and timed into the
-    engine's compile_seconds, so that compiling is reported apart from a dream's own
-    steps. The tiny step costs milliseconds; on TensorFlow inputs of any size then reuse
-    the optimised graph (JAX compiles again for each new shape, within the dream)."""
-
-    def __init__(self, engine, function, *tiny_inputs):
-        self._engine, self._function, self._tiny_inputs = engine, function, tiny_inputs
-
-    def __call__(self, *inputs):
-        if self._tiny_inputs is not None:
-            started = time.monotonic()
-            self._function(*self._tiny_inputs)
-            self._engine.compile_seconds += time.monotonic() - started
-            self._tiny_inputs = None
-        return self._function(*inputs)
-
-
 def network_rgb(image):
     """(the image's RGB in the network's [-1, 1] range, split's restore): split's own
     copy, scaled in place (no second full-size array); the same bits every call."""
@@ -483,11 +398,6 @@ def network_rgb(image):
     rgb *= 2.0
     rgb -= 1.0
     return rgb, restore
-
-
-def canonical_layers(layers):
-    """A target set's one spelling: sorted keys, whatever order a request gave them in."""
-    return tuple(sorted(layers))
 
 
 def target_layers(targets):
@@ -537,20 +447,6 @@ def release_freed_memory():
     the holes fill with chunks that outlive the dream and can no longer be returned."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-
-
-def loss_scale(tiles):
-    """The power of two nearest the tile's pixel count. A mean's gradient is
-    1/(pixels x channels) per activation, about 1e-7 at 845x562: under
-    float16's smallest normal number (6e-5), so without scaling half of a
-    float16 backward pass (the GPU's precision) underflows to zero. Scaled by
-    the pixel count, the gradient flowing back is about the same at every tile
-    size; a power of two makes scaling and unscaling exact, so float32 and
-    bfloat16 dreams stay bit-identical to unscaled ones."""
-    ops = keras.ops
-    shape = ops.shape(tiles)  # sizes unknown while TensorFlow traces are tensors: keras.ops, not math
-    pixels = ops.cast(shape[1] * shape[2], "float32")
-    return ops.power(2.0, ops.round(ops.log(pixels) / ops.log(2.0)))
 
 
 def standard_deviation(array, rows_per_chunk=512):
