@@ -22,7 +22,7 @@ import numpy as np
 from .jobs import make_image
 
 # Short enough that float rounding has not yet been amplified into different
-# dreams (tests/test_engine.py: the seed agrees with itself within 2 levels after
+# dreams (tests/test_engine.py: the reference agrees with itself within 2 levels after
 # 3 steps of 0.05), long enough to visit both strategies and the roll. One
 # octave: at the odd sizes of a smaller octave (115x153) the backends' networks
 # already differ by several levels (bench/README.md, "Backends").
@@ -32,7 +32,7 @@ AGREEMENT_DREAMS = {
     "two octaves": {"octaves": 2, "steps": 3, "step_size": 0.05, "jitter": 8, "seed": 1},
     "tiled": {"octaves": 1, "steps": 3, "step_size": 0.05, "jitter": 8, "seed": 1, "tile_size": 128},
 }
-STEP_IMAGE = "845x562x3"  # the seed article's photo size
+STEP_IMAGE = "845x562x3"  # the reference article's photo size
 WORKER_TIMEOUT_S = 1800  # JAX compiles each new shape for tens of seconds on 2 busy cores
 
 

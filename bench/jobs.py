@@ -27,8 +27,8 @@ def seed_octave_shapes(image, octaves=SEED_OCTAVES):
 
 
 def seed_job(steps=SEED_STEPS):
-    """The seed's job, and the same job for the project: the image at the
-    seed's last octave size, dreamed over the same number of octaves."""
+    """The reference job, and the same job for the project: the image at the
+    reference's last octave size, dreamed over the same number of octaves."""
     source = seed_job_image()
     shapes = seed_octave_shapes(source)
     height, width = shapes[-1]
@@ -52,7 +52,7 @@ def make_image(spec):
 
 def engine_pixel_steps(octaves, params):
     """Image pixels the engine's octaves visit times steps (tile overlap not
-    counted: the useful work, the same measure as the seed's). `octaves`: the
+    counted: the useful work, the same measure as the reference's). `octaves`: the
     engine side's own account of them (sides.octave_work: the engine's
     octave_shapes, minimum side included); steps left out are the engine's default."""
     return params.get("steps", PARAMS["steps"].default) * sum(octave["image_px"] for octave in octaves)

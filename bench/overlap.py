@@ -17,7 +17,7 @@ from .photo import photo
 
 # (share of the tile, least pixels): the shares alone, then what the engine ships.
 VARIANTS = ((0.0, 0), (1 / 16, 0), (1 / 8, 0), (1 / 4, 0), (tiling.OVERLAP, tiling.MIN_OVERLAP_PX))
-# (name, image spec, params, tile_size): the test's case, and the seed-sized image
+# (name, image spec, params, tile_size): the test's case, and the reference-sized image
 # at the project's default steps in 4-6 tiles, without and with the roll.
 CASES = (
     ("test 420x300, 1 step, jitter 0", (420, 300), dict(octaves=1, steps=1, jitter=0, step_size=0.05), 160),

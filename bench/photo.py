@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-SEED_PHOTO_SIZE = (600, 400)  # width, height: the seed job's source photo
+SEED_PHOTO_SIZE = (600, 400)  # width, height: the reference job's source photo
 SEED_MAX_DIM = 500  # the article's get_image(url, max_dim=500)
 
 
@@ -22,7 +22,7 @@ def photo(width, height, seed=0, discs=8):
 
 
 def seed_job_image():
-    """The seed's input: the 600x400 photo thumbnailed to 500 px, as the article's get_image does."""
+    """The reference's input: the 600x400 photo thumbnailed to 500 px, as the article's get_image does."""
     picture = Image.fromarray(photo(*SEED_PHOTO_SIZE))
     picture.thumbnail((SEED_MAX_DIM, SEED_MAX_DIM))
     return np.array(picture)

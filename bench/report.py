@@ -29,7 +29,7 @@ def machine():
 
 def _gpu_names():
     """The CUDA cards, from nvidia-smi (this process stays free of TensorFlow);
-    the daemon's own report of the device it dreams on is in the seed job's details."""
+    the daemon's own report of the device it dreams on is in the reference job's details."""
     try:
         listed = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                                 capture_output=True, text=True, timeout=30)

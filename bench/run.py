@@ -31,7 +31,7 @@ def load_average():
 
 
 def seed_comparison(args, out):
-    """The seed's job: the article's loop against a warm daemon, in rounds that
+    """The reference job: the article's loop against a warm daemon, in rounds that
     alternate which side goes first (this machine's speed drifts by a third
     over minutes: a ratio is only fair between runs taken close together; the
     median round is the figure), then the engine in-process at auto precision
@@ -49,10 +49,10 @@ def seed_comparison(args, out):
         for side in sides if number % 2 == 0 else sides[::-1]:
             side()
     ratios = [seed["seconds"] / daemon["seconds"] for seed, daemon in zip(seeds, daemons)]
-    details["rounds"] = [f"seed {seed['seconds']:.1f} s, daemon {daemon['seconds']:.1f} s: {ratio:.2f}x"
+    details["rounds"] = [f"reference {seed['seconds']:.1f} s, daemon {daemon['seconds']:.1f} s: {ratio:.2f}x"
                          for seed, daemon, ratio in zip(seeds, daemons, ratios)]
     seed, daemon = median_run(seeds), median_run(daemons)
-    rows = [_row("seed", "seed loop (article)", "float32", seed, job["pixel_steps"], seed),
+    rows = [_row("seed", "reference loop (article)", "float32", seed, job["pixel_steps"], seed),
             {**_row("seed", "deepdream-daemon, warm", daemon["precision"], daemon, job["pixel_steps"], seed),
              "ratio": float(np.median(ratios)), "cpu_ratio": float(np.median(
                  [s["cpu_s"] / d["cpu_s"] for s, d in zip(seeds, daemons)]))}]
@@ -79,7 +79,7 @@ def seed_comparison(args, out):
 
 
 def seed_params(job, args):
-    """The seed's job in the project's parameters; the tile size is the project's default
+    """The reference job in the project's parameters; the tile size is the project's default
     (automatic: one piece at 845x562) unless --seed-tile asks for one."""
     return {**job["params"], **({"tile_size": args.seed_tile} if args.seed_tile else {})}
 
@@ -87,7 +87,7 @@ def seed_params(job, args):
 def daemon_side(image, params, precision="auto"):
     """One dream through a freshly started deepdream-daemon (at `precision`),
     timed from "ready": the model is loaded and traced, but the octave sizes
-    are new to it, as they are to the seed's loop in its own fresh process."""
+    are new to it, as they are to the reference loop in its own fresh process."""
     daemon = WarmDaemon(precision=precision)
     try:
         dreamed, seconds, _, stats = daemon.dream(image, params)
@@ -108,7 +108,7 @@ def median_run(runs):
 
 
 def levers(args, out):
-    """What each speed lever gives on the seed's job, engine in-process, and
+    """What each speed lever gives on the reference job, engine in-process, and
     how far each moves the picture from the exact float32 graph. Folding BN in
     float32 changes nothing but rounding: its PSNR is the yardstick for how
     much gradient ascent amplifies rounding alone."""
@@ -234,7 +234,7 @@ RUNNERS = {"seed": seed_comparison, "levers": levers, "12mp": twelve_mp, "24mp":
 
 
 def _row(job, side, precision, result, pixel_steps, reference):
-    """One table row; `reference` is the result the ratios are taken against (the seed's)."""
+    """One table row; `reference` is the result the ratios are taken against (the reference's)."""
     return {"job": job, "side": side, "precision": precision, "seconds": result["seconds"],
             "cpu_s": result.get("cpu_s"),
             "ratio": (reference["seconds"] / result["seconds"]) if reference else None,
@@ -249,13 +249,14 @@ def main(argv=None):
     parser.add_argument("--job", choices=JOBS + ("all",), default="seed")
     parser.add_argument("--quick", action="store_true", help="a small smoke version of each job (seconds, not minutes)")
     parser.add_argument("--seed-tile", type=int, default=0,
-                        help="tile_size for the project on the seed's job and levers (default 0: the project's "
+                        help="tile_size for the project on the reference job and levers (default 0: the project's "
                              "default, automatic; 845x562 fits one piece)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="the daemon's precision on the seed and distinct-sizes jobs, the engine's on 12mp and "
-                             "24mp (default auto; float32 is what a CPU without bfloat16, such as an AVX2 one, runs)")
+                        help="the daemon's precision on the reference and distinct-sizes jobs, the engine's on 12mp "
+                             "and 24mp (default auto; float32 is what a CPU without bfloat16, such as an AVX2 one, "
+                             "runs)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="seed job: seed-loop / daemon pairs, alternating which goes first (default 3; "
+                        help="seed job: reference-loop / daemon pairs, alternating which goes first (default 3; "
                              "--quick runs 1)")
     parser.add_argument("--sizes", type=int, default=1000,
                         help="distinct-sizes job: how many distinct image sizes each daemon dreams (default 1000)")

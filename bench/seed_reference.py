@@ -1,4 +1,4 @@
-"""The seed article's DeepDream, as it prints it (docs/design.md, section 1).
+"""The reference article's DeepDream, as it prints it (docs/design.md, section 1).
 
 A deliberately separate implementation: calc_loss, the DeepDream tf.Module with
 its tf.function, run_deep_dream, normalize and the octave loop are the

@@ -115,11 +115,11 @@ def param_help(param):
 # The values outside a parameter's range that switch it off, said on the wire and in every interface as "0 (...)".
 OFF_VALUES = {"tile_size": (AUTOMATIC_TILES, "automatic"), "dream_size": (FULL_SIZE, "full size")}
 GIMP_SEED_MAX = 2**31 - 1
-DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the seed article's choice
+DEFAULT_LAYERS = {"mixed2": 1.0, "mixed5": 1.0}  # the reference article's choice
 LAYER_WEIGHTS = (-100.0, 100.0)
 DEFAULT_DETAIL = True  # re-inject the detail that downscaling an octave loses
 # How a step's gradient is normalized (dream_engine/normalization.py): "std" divides it by its standard
-# deviation (the seed's); "laplacian" divides each band of its Laplacian pyramid by the band's own (TF's first
+# deviation (the reference's); "laplacian" divides each band of its Laplacian pyramid by the band's own (TF's first
 # DeepDream notebook): larger, smoother forms.
 NORMALIZATIONS = ("std", "laplacian")
 DEFAULT_NORMALIZATION = "std"

@@ -1,6 +1,6 @@
 """How a step's gradient is normalized before it is added to the image.
 
-"std" (the seed article's): divided by its standard deviation. "laplacian" (TF's
+"std" (the reference article's): divided by its standard deviation. "laplacian" (TF's
 first DeepDream notebook, lap_normalize): split into a Laplacian pyramid of
 LAPLACIAN_SPLITS band-pass levels and a low-pass residual, each divided by its
 own root mean square, and merged again: the coarse bands then weigh as much as
@@ -18,7 +18,7 @@ slicing: PyTorch's reflect padding takes only the last axes of a 3-D tensor)."""
 import numpy as np
 
 LAPLACIAN_SPLITS = 4  # the notebook's scale_n: bands of 1, 2, 4, 8 px and the residual above
-EPSILON = 1e-8  # the seed's, for a gradient that is zero everywhere
+EPSILON = 1e-8  # the reference's, for a gradient that is zero everywhere
 _BLUR = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)  # the notebook's binomial [1, 4, 6, 4, 1] kernel, per axis
 
 

@@ -28,7 +28,7 @@ RUNS = 2  # first (compiles new sizes) and warm
 
 
 def jobs(quick):
-    """(name, image spec, params): the seed's job and a 12 MP photo at the Classic preset."""
+    """(name, image spec, params): the reference job and a 12 MP photo at the Classic preset."""
     if quick:  # small enough for a 2-core CPU: proves the path, measures nothing
         return [("seed", "seed-job", {**seed_job(2)["params"], "octaves": 2}),
                 ("12mp", "400x300x3", {**CLASSIC, "octaves": 2, "steps": 2})]
@@ -40,7 +40,7 @@ def present_backends():
 
 
 def seed_loop_rate(reference):
-    """Image pixels x steps per second of the seed's loop on the reference CPU."""
+    """Image pixels x steps per second of the reference loop on the CPU cpu_reference.json names."""
     return seed_job()["pixel_steps"] / reference["seed_loop_seconds"]
 
 
@@ -69,8 +69,8 @@ def markdown(results, reference):
     lines = [f"GPU benchmark{' (--quick: a smoke run, not figures)' if results['quick'] else ''}: "
              f"{results['machine']['gpu']}; Keras backends present: {', '.join(results['backends']) or 'none'}",
              "",
-             "| job | backend | precision | device | first run s | warm s | x seed loop, warm "
-             "| x seed loop, first | GPU peak MiB | load s |",
+             "| job | backend | precision | device | first run s | warm s | x reference loop, warm "
+             "| x reference loop, first | GPU peak MiB | load s |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in results["rows"]:
         if "error" in row:
@@ -85,9 +85,9 @@ def markdown(results, reference):
                      f"| {peak} | {row['load_s']:.1f} |")
     measured = [row for row in results["rows"] if "error" not in row]
     lines += ["",
-              f"- x seed loop: image pixels x steps per second against the seed's own loop (the article's, float32, "
-              f"TensorFlow) on {reference['cpu']}: {reference['seed_loop_seconds']} s for its job "
-              f"({reference['measured']}). On the seed's job this is the ratio of seconds.",
+              f"- x reference loop: image pixels x steps per second against the reference loop (the article's, "
+              f"float32, TensorFlow) on {reference['cpu']}: {reference['seed_loop_seconds']} s for its job "
+              f"({reference['measured']}). On the reference job this is the ratio of seconds.",
               f"- The project's engine on that CPU: {reference['engine_12mp']}.",
               "- First run: the image's first dream in a process that compiled only the warm-up's size; the "
               "difference to the warm run is mostly compiling each octave size (JAX compiles per shape).",
