@@ -90,6 +90,7 @@ with_start_command(['/nonexistent/DeepDream/.venv/bin/deepdream-daemon'])  # an 
 image = load('photo.png')
 dream('start-fails', image, image.get_layers()[0], "R'G'B' u8", endpoint=os.environ['DD_NOBODY'], {PROPS})
 with_start_command(None)
+shared_dialog_values(os.environ['DD_PLUGIN_DIR'])
 image = load('gray.png')
 dream('last-values', image, image.get_layers()[0], "Y' u8", run_mode=Gimp.RunMode.WITH_LAST_VALS)
 image = load('big.png')
@@ -121,9 +122,10 @@ def batch(gimp, dreamd):
     gimp.write_client_config(None)
     started = time.monotonic()
     results, output = gimp.run_batch(BATCH, DD_ENDPOINT=dreamd.endpoint, DEEPDREAM_ENDPOINT=dreamd.endpoint,
-                                     DD_NOBODY=f"tcp://127.0.0.1:{free_port()}")
+                                     DD_NOBODY=f"tcp://127.0.0.1:{free_port()}",
+                                     DD_PLUGIN_DIR=gimp.path(str(gimp.plugin_dir.relative_to(gimp.work) / "deepdream")))
     print(f"GIMP batch: {time.monotonic() - started:.1f} s")
-    assert len(results) == 17, f"the batch script stopped early:\n{output[-3000:]}"
+    assert len(results) == 18, f"the batch script stopped early:\n{output[-3000:]}"
     return results
 
 
@@ -293,6 +295,12 @@ def test_a_start_command_that_fails_is_told_in_a_sentence(batch, gimp):
             "directory. Run install.sh in your DeepDream folder again") in message, message
     assert "[" not in message and "Errno" not in message, message
     check_unchanged(gimp, result, "start-fails")
+
+
+def test_the_zoom_dialog_opens_on_the_dream_values_last_used(batch):
+    """DeepDream's dialog saves its dream values on OK and the zoom's opens on them (and the other way round):
+    run in GIMP with the plug-in's own dialog module; values of the wrong type or range are left out."""
+    assert batch["shared-values"] == {"steps": 7, "layers": "mixed3:1", "junk_steps": 20, "junk_seed": 3}
 
 
 def test_with_last_values_runs_without_a_dialog(batch):

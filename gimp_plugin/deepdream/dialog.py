@@ -1,6 +1,9 @@
 """The procedures' arguments and the dialog: labels for painters, ranges and defaults from the shared
 vocabulary, presets, the Advanced fold, the Network field's menu. deepdream.py chose gi's versions."""
 
+import json
+import os
+
 from deepdream_common.layer_spec import format_layers, parse_layers
 from deepdream_common.vocabulary import (AUTOMATIC_TILES, BUILT_IN_MODELS, DEFAULT_ENDPOINT, DEFAULT_LAYERS,
                                          DEFAULT_MODEL, DEFAULT_NORMALIZATION, FULL_SIZE, GIMP_SEED_MAX,
@@ -83,6 +86,42 @@ SPINNERS = {'steps': (1, 10, 0, (1, 100)), 'step-size': (0.001, 0.005, 3, (0.001
             'frame-delay-ms': (10, 100, 0, (20, 1000))}
 
 
+# The dream's settings both dialogs share: each opens on the values the other (or itself) dreamed with last,
+# so a zoom starts from the dream the artist just liked. GIMP remembers each procedure's values apart.
+SHARED = ('preset', 'model', 'layers', 'steps', 'step-size', 'octaves', 'octave-scale', 'normalize', 'dream-size',
+          'seed', 'tile-size', 'jitter', 'endpoint')
+
+
+def shared_values_path():
+    return os.path.join(Gimp.directory(), 'deepdream-dream-values.json')
+
+
+def load_shared_values(config):
+    """The last dialog's dream settings into `config`; nothing when there are none or they do not fit."""
+    try:
+        with open(shared_values_path()) as handle:
+            values = json.load(handle)
+    except (OSError, ValueError):
+        return
+    for key, value in (values.items() if isinstance(values, dict) else ()):
+        spec = config.find_property(key) if key in SHARED else None
+        if spec is None or (hasattr(spec, 'minimum') and not (isinstance(value, (int, float))
+                                                            and spec.minimum <= value <= spec.maximum)):
+            continue  # another version's setting, or out of this one's range (GLib would only warn)
+        try:
+            config.set_property(key, value)
+        except (TypeError, ValueError, OverflowError):  # a value of another type
+            continue
+
+
+def save_shared_values(config):
+    try:
+        with open(shared_values_path(), 'w') as handle:
+            json.dump({key: config.get_property(key) for key in SHARED}, handle)
+    except OSError:
+        pass  # only a convenience: the dream goes on
+
+
 def matching_preset(config):
     """The named preset whose values the fields hold, else custom."""
     values = tuple(config.get_property(key) for key in PRESET_KEYS)
@@ -97,6 +136,7 @@ def run_dialog(procedure, config, models, zoom):
     """The procedure's dialog; True on OK. `models`: the daemon's network names (none when it does not answer);
     `zoom`: the zoom's dialog, whose own fields come first."""
     GimpUi.init(procedure.get_name())
+    load_shared_values(config)
     # The dialog opens on the preset its values are (the defaults are Classic DeepDream's), and a named
     # preset (from the last run or a script) shows the values it dreams with.
     preset = config.get_property('preset')
@@ -149,6 +189,8 @@ def run_dialog(procedure, config, models, zoom):
     for key in PRESET_KEYS:
         config.connect(f'notify::{key}', field_changed)
     ok = dialog.run()
+    if ok:
+        save_shared_values(config)
     dialog.destroy()
     return ok
 

@@ -156,3 +156,30 @@ def with_start_command(command):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'w') as handle:
         json.dump({'start_command': command}, handle)
+
+
+def shared_dialog_values(plugin_dir):
+    """The plug-in's own dialog module, in this GIMP: the dream values one procedure's dialog saves (as on OK)
+    are those the other's opens on; a file of another version's junk is ignored."""
+    import sys
+    gi.require_version('GimpUi', '3.0')
+    gi.require_version('Gtk', '3.0')
+    gi.require_version('Gdk', '3.0')
+    sys.path.insert(0, plugin_dir)
+    import dialog
+    try:
+        dream = Gimp.get_pdb().lookup_procedure('python-fu-deepdream').create_config()
+        dream.set_property('steps', 7)
+        dream.set_property('layers', 'mixed3:1')
+        dialog.save_shared_values(dream)
+        zoom = Gimp.get_pdb().lookup_procedure('python-fu-deepdream-zoom').create_config()
+        dialog.load_shared_values(zoom)
+        record = {'steps': zoom.get_property('steps'), 'layers': zoom.get_property('layers')}
+        with open(dialog.shared_values_path(), 'w') as handle:
+            json.dump({'steps': 'many', 'octaves': 10**12, 'seed': 3}, handle)
+        fresh = Gimp.get_pdb().lookup_procedure('python-fu-deepdream-zoom').create_config()
+        dialog.load_shared_values(fresh)
+        record.update(junk_steps=fresh.get_property('steps'), junk_seed=fresh.get_property('seed'))
+    except Exception:  # noqa: BLE001  whatever went wrong is this case's result
+        record = {'status': 'test-error', 'message': traceback.format_exc()}
+    return record_result('shared-values', record)
