@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 try:
     import zmq
@@ -182,8 +183,8 @@ class DreamClient:
         propagates as DreamInterrupted. `timeout`: see DreamClient; a dream
         the daemon says nothing about for that long is lost (DaemonUnavailable).
         `guide`: None, a numpy array (sent raw), an image file's bytes (sent
-        encoded) or, without numpy (GIMP's Python), a tuple (pixels, width,
-        height, channels, dtype) of raw samples laid out as for `pixels`: the
+        encoded) or, without numpy (GIMP's Python), a RawImage (or the same
+        five values as a tuple) of raw samples laid out as for `pixels`: the
         dream grows the features the guide has (docs/protocol.md, "Guide")."""
         image = _raw_description(pixels, width, height, channels, dtype)
         return self._dream(image, pixels, params, progress, timeout, cancel_check, request_id, preview, guide)
@@ -572,14 +573,24 @@ def _options(preview, guide):
     return asked, guide_payload
 
 
+class RawImage(NamedTuple):
+    """Raw samples as the wire carries them: row-major, interleaved, little-endian (what GIMP's plug-in reads
+    from a layer, without numpy)."""
+    pixels: bytes
+    width: int
+    height: int
+    channels: int
+    dtype: str = "uint8"
+
+
 def _guide_frame(guide):
     """(`guide` description, payload) of a guide given as a numpy array (raw), an image file's bytes (encoded)
-    or a tuple (pixels, width, height, channels, dtype) of raw samples."""
+    or a RawImage (any 5-tuple of its fields)."""
     if isinstance(guide, (bytes, bytearray, memoryview)):
         return {"format": ENCODED}, guide
     if isinstance(guide, tuple):
-        pixels, width, height, channels, dtype = guide
-        return _raw_description(pixels, width, height, channels, dtype), pixels
+        guide = RawImage(*guide)
+        return _raw_description(*guide), guide.pixels
     array = _as_raw(guide)
     height, width, channels = array.shape
     return _raw_description(array, width, height, channels, array.dtype.name), array
