@@ -1,4 +1,4 @@
-"""dream_engine against the seed article and against what users of the API check."""
+"""dream_engine against the reference article (the TensorFlow DeepDream tutorial) and what users of the API check."""
 
 import subprocess
 import sys
@@ -17,9 +17,9 @@ from images import photo
 QUICK = dict(octaves=1, steps=3, jitter=0)
 
 
-def seed_article_dream(image, layer_names, steps, step_size):
-    """The seed article's loop, as it prints it (calc_loss, DeepDream.__call__,
-    run_deep_dream, normalize), on its own InceptionV3 built from the same seed."""
+def reference_article_dream(image, layer_names, steps, step_size):
+    """The reference article's loop, as it prints it (calc_loss, DeepDream.__call__,
+    run_deep_dream, normalize), on its own InceptionV3 built from the same random seed."""
     keras.utils.set_random_seed(RANDOM_SEED)
     base_model = tf.keras.applications.InceptionV3(include_top=False, weights=None)
     dream_model = tf.keras.Model(inputs=base_model.input,
@@ -42,18 +42,18 @@ def seed_article_dream(image, layer_names, steps, step_size):
     return tf.cast(255 * (img + 1.0) / 2.0, tf.uint8).numpy()
 
 
-def test_matches_the_seed_loop_within_two_levels(engine):
+def test_matches_the_reference_loop_within_two_levels(engine):
     # Gradient ascent through ReLUs and max-pools amplifies float rounding: the
-    # seed's own loop run eagerly and as a tf.function differs by 6 levels after
+    # reference's own loop run eagerly and as a tf.function differs by 6 levels after
     # 5 steps of 0.05 and by 31 after 20 of 0.01. Three steps of 0.05 is where
-    # the seed still agrees with itself, so that is where the engine must too.
+    # the reference still agrees with itself, so that is where the engine must too.
     image = photo(150, 200)
     params = DreamParams(layers={"mixed2": 1.0, "mixed5": 1.0}, octaves=1, steps=3, step_size=0.05,
                          jitter=0, tile_size=512)
     ours = engine.dream(image, params)
-    seed = seed_article_dream(image, ["mixed2", "mixed5"], steps=3, step_size=0.05)
+    reference = reference_article_dream(image, ["mixed2", "mixed5"], steps=3, step_size=0.05)
     assert np.abs(ours.astype(int) - image).mean() > 3, "the dream should change the image visibly"
-    assert np.abs(ours.astype(int) - seed.astype(int)).max() <= 2
+    assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 2
 
 
 def test_tiled_dream_agrees_with_untiled_and_has_no_seams(engine):
