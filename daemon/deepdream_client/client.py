@@ -81,6 +81,21 @@ class DreamInterrupted(KeyboardInterrupt):
 
 
 @dataclass
+class DreamRequest:
+    """What a dream or a zoom asks besides its image (DreamClient.dream() says what each does)."""
+    params: dict = None
+    progress: object = None  # progress(event)
+    timeout: float = None  # the longest silence; None: the client's
+    cancel_check: object = None  # cancel_check() -> true to cancel
+    request_id: str = None  # None: a new one
+    preview: dict = None
+    guide: object = None
+
+    def __post_init__(self):
+        self.request_id = self.request_id or new_request_id()
+
+
+@dataclass
 class DreamResult:
     pixels: bytes  # raw bytes laid out as `image` says, or PNG bytes for an encoded request
     image: dict
@@ -164,11 +179,12 @@ class DreamClient:
 
     # -- dreams: sent once, answered with progress and one final reply ----------------------------
 
-    def dream(self, pixels, width, height, channels, dtype="uint8", params=None, progress=None,
-              timeout=None, cancel_check=None, request_id=None, preview=None, guide=None):
+    def dream(self, pixels, width, height, channels, dtype="uint8", params=None, **options):
         """Dream a raw image: `pixels` are row-major, interleaved, little-endian
         samples (`dtype` uint8, uint16 or float32 in [0, 1]). Returns a
-        DreamResult with pixels of the same layout.
+        DreamResult with pixels of the same layout. `options` are a
+        DreamRequest's: progress, timeout, cancel_check, request_id, preview,
+        guide.
 
         `progress(event)` gets each progress event (octave, octaves, step, steps,
         fraction), heartbeats included: a repeat of the last one, or, while the
@@ -187,13 +203,12 @@ class DreamClient:
         five values as a tuple) of raw samples laid out as for `pixels`: the
         dream grows the features the guide has (docs/protocol.md, "Guide")."""
         image = _raw_description(pixels, width, height, channels, dtype)
-        return self._dream(image, pixels, params, progress, timeout, cancel_check, request_id, preview, guide)
+        return self._dream(image, pixels, DreamRequest(params, **options))
 
-    def dream_encoded(self, data, params=None, progress=None, timeout=None, cancel_check=None, request_id=None,
-                      preview=None, guide=None):
-        """Dream an encoded image (PNG, JPEG, WebP, TIFF bytes); the result's pixels are PNG bytes."""
-        return self._dream({"format": ENCODED}, data, params, progress, timeout, cancel_check, request_id, preview,
-                           guide)
+    def dream_encoded(self, data, params=None, **options):
+        """Dream an encoded image (PNG, JPEG, WebP, TIFF bytes); the result's pixels are PNG bytes. `options`
+        as for dream()."""
+        return self._dream({"format": ENCODED}, data, DreamRequest(params, **options))
 
     def dream_array(self, array, params=None, return_result=False, **options):
         """Dream a numpy array (H x W or H x W x C; uint8, uint16 or float32 in
@@ -209,20 +224,33 @@ class DreamClient:
         dreamed = numpy.frombuffer(result.pixels, dtype=array.dtype).reshape(original_shape).copy()
         return (dreamed, result) if return_result else dreamed
 
-    def _dream(self, image, payload, params, progress, timeout, cancel_check, request_id, preview, guide=None):
-        silence = self.timeout if timeout is None else timeout
-        request_id = request_id or new_request_id()
-        asked, guide_payload = _options(preview, guide)
+    def _dream(self, image, payload, request):
+        with self._sent("dream", image, payload, request) as (socket, flight):
+            return _dream_result(*self._next_reply(socket, request, flight))
+
+    @contextlib.contextmanager
+    def _sent(self, op, image, payload, request, **extra):
+        """A dream's or zoom's request sent on a socket of its own: (socket, flight) while it runs."""
+        asked, guide_payload = _options(request.preview, request.guide)
         self._problem = None
-        header = protocol.request("dream", request_id, params=params or {}, image=image, progress=True, **asked)
-        with self._socket() as socket, self._in_flight(request_id) as flight:
-            if not self._send(socket, header, payload, silence, guide_payload):
-                raise self._unavailable(f"could not send the dream within {self._seconds(timeout)}")
-            try:
-                return _dream_result(*self._await_dream(socket, request_id, progress, silence, cancel_check, flight))
-            except KeyboardInterrupt:
-                final = self._cancel_on(socket, request_id, CANCEL_GRACE)
-                raise DreamInterrupted(self.endpoint, stopped=final is not None) from None
+        header = protocol.request(op, request.request_id, params=request.params or {}, image=image, **extra,
+                                  progress=True, **asked)
+        with self._socket() as socket, self._in_flight(request.request_id) as flight:
+            if not self._send(socket, header, payload, self._silence(request), guide_payload):
+                raise self._unavailable(f"could not send the {op} within {self._seconds(request.timeout)}")
+            yield socket, flight
+
+    def _next_reply(self, socket, request, flight):
+        """The dream's next progress-free reply (a frame, or its end); Ctrl-C cancels it on the daemon first."""
+        try:
+            return self._await_dream(socket, request.request_id, request.progress, self._silence(request),
+                                     request.cancel_check, flight)
+        except KeyboardInterrupt:
+            final = self._cancel_on(socket, request.request_id, CANCEL_GRACE)
+            raise DreamInterrupted(self.endpoint, stopped=final is not None) from None
+
+    def _silence(self, request):
+        return self.timeout if request.timeout is None else request.timeout
 
     def _await_dream(self, socket, request_id, progress, silence, cancel_check, flight):
         """Progress events until the next other message about the dream, its final
@@ -257,8 +285,7 @@ class DreamClient:
 
     # -- zooms: a dream of many frames, each sent as soon as it is done --------------------------
 
-    def zoom_frames(self, pixels, width, height, channels, dtype="uint8", zoom=None, params=None, progress=None,
-                    timeout=None, cancel_check=None, request_id=None, preview=None, guide=None):
+    def zoom_frames(self, pixels, width, height, channels, dtype="uint8", zoom=None, params=None, **options):
         """The infinite zoom of a raw image (laid out as for dream()): yields a
         ZoomFrame as each frame arrives, in order; the generator's return value
         (StopIteration.value) is the ZoomResult. `zoom`: the request's zoom map,
@@ -267,9 +294,9 @@ class DreamClient:
         `frames` too. Frames already yielded are the caller's whatever happens
         next: a cancel (cancel_check, Ctrl-C) or a lost daemon raises as for
         dream(), and a caller that stops iterating early (break, its own error)
-        cancels the zoom on the daemon. `guide`: as for dream(), for every frame."""
+        cancels the zoom on the daemon. `options` as for dream(); the guide serves every frame."""
         image = _raw_description(pixels, width, height, channels, dtype)
-        return self._zoom(image, pixels, zoom, params, progress, timeout, cancel_check, request_id, preview, guide)
+        return self._zoom(image, pixels, zoom, DreamRequest(params, **options))
 
     def zoom(self, pixels, width, height, channels, dtype="uint8", on_frame=None, **options):
         """zoom_frames() run to the end: `on_frame(frame)` gets each ZoomFrame as it
@@ -283,29 +310,17 @@ class DreamClient:
         height, width, channels = array.shape
         return self.zoom(array, width, height, channels, array.dtype.name, on_frame=on_frame, **options)
 
-    def _zoom(self, image, payload, zoom, params, progress, timeout, cancel_check, request_id, preview, guide=None):
-        silence = self.timeout if timeout is None else timeout
-        request_id = request_id or new_request_id()
-        asked, guide_payload = _options(preview, guide)
-        self._problem = None
-        header = protocol.request("zoom", request_id, params=params or {}, image=image, zoom=zoom or {},
-                                  progress=True, **asked)
-        with self._socket() as socket, self._in_flight(request_id) as flight:
-            if not self._send(socket, header, payload, silence, guide_payload):
-                raise self._unavailable(f"could not send the zoom within {self._seconds(timeout)}")
+    def _zoom(self, image, payload, zoom, request):
+        with self._sent("zoom", image, payload, request, zoom=zoom or {}) as (socket, flight):
             while True:
-                try:
-                    reply, data = self._await_dream(socket, request_id, progress, silence, cancel_check, flight)
-                except KeyboardInterrupt:
-                    final = self._cancel_on(socket, request_id, CANCEL_GRACE)
-                    raise DreamInterrupted(self.endpoint, stopped=final is not None) from None
+                reply, data = self._next_reply(socket, request, flight)
                 if reply.get("type") != "frame":
                     return _zoom_result(reply)
                 try:
                     yield ZoomFrame(index=reply.get("index"), frames=reply.get("frames"), pixels=bytes(data),
                                     image=reply.get("image", {}), header=reply)
                 except GeneratorExit:  # the caller stopped reading: the zoom stops too
-                    self._cancel_on(socket, request_id, CANCEL_GRACE)
+                    self._cancel_on(socket, request.request_id, CANCEL_GRACE)
                     raise
 
     def _lost(self, silence, ping_timeout, daemon):
