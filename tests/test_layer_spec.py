@@ -1,4 +1,4 @@
-"""daemon/deepdream_client/layer_spec.py: the layer-spec text of the CLI and the dialog, with channel targets
+"""deepdream_common/layer_spec.py: the layer-spec text of the CLI and the dialog, with channel targets
 (issue 13), and the wire keys it produces. Fast: standard library only, no TensorFlow."""
 
 import re
