@@ -53,13 +53,14 @@ def parser(system):
 
 def main(argv=None, host=None):
     host = host or Host()
-    args = parser(host.system).parse_args(argv)
+    options = parser(host.system)
+    args = options.parse_args(argv)
     if args.relay_to and not args.server_key:
-        parser(host.system).error("--relay-to needs --server-key (the remote daemon's public key)")
+        options.error("--relay-to needs --server-key (the remote daemon's public key)")
     try:
         install(host, args)
     except (InstallError, OSError) as error:  # a folder it may not write, a disk full: said, not a traceback
-        print(f"{parser(host.system).prog}: {error}", file=sys.stderr)
+        print(f"{options.prog}: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -82,22 +82,20 @@ def _linux(host, gimps, notes):
     config = host.env_path("XDG_CONFIG_HOME", ".config")
     native = None
     for program in ("gimp-3.2", "gimp-3.0", "gimp"):
-        status, output = host.run([program, "--version"]) if host.which(program) else (127, "")
+        status, output = host.run([program, "--version"])  # 127 when it is not there
         if status == 0 and _series(output):
             native = _series(output)
             break
-    flatpak = None
-    if host.which("flatpak"):
-        status, output = host.run(["flatpak", "info", FLATPAK_ID])
-        version = re.search(r"Version:.*", output) if status == 0 else None
-        flatpak = _series(version.group(0)) if version else None
+    status, output = host.run(["flatpak", "info", FLATPAK_ID])
+    version = re.search(r"Version:.*", output) if status == 0 else None
+    flatpak = _series(version.group(0)) if version else None
     _add(gimps, notes, config / "GIMP", "GIMP", host.config_file("client.json"), native)
     if flatpak or (host.home / ".var" / "app" / FLATPAK_ID).is_dir():  # installed, or it has run
         settings = host.home / ".var" / "app" / FLATPAK_ID / "config" / "deepdream" / "client.json"
         _add(gimps, notes, config / "GIMP", "GIMP", settings, flatpak, "Flatpak")
     snap = host.home / "snap" / "gimp" / "current"
     if snap.is_dir():
-        status, output = host.run(["snap", "list", "gimp"]) if host.which("snap") else (127, "")
+        status, output = host.run(["snap", "list", "gimp"])
         installed = _series(output.splitlines()[-1]) if status == 0 and output else None
         _add(gimps, notes, snap / ".config" / "GIMP", "GIMP", snap / ".config" / "deepdream" / "client.json",
              installed, "Snap")

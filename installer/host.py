@@ -38,8 +38,6 @@ class Host:
         return Path(value) if value else self.home / fallback
 
     def which(self, program):
-        if self._runner is not None:
-            return program if self.run([program, "--version"])[0] != 127 else None
         return shutil.which(program, path=self.environ.get("PATH"))
 
     def run(self, argv, timeout=120):

@@ -61,8 +61,6 @@ def extras(dev, backend):
 
 def nvidia_gpu(host):
     """The first NVIDIA GPU's name as nvidia-smi lists it, else None."""
-    if not host.which("nvidia-smi"):
-        return None
     status, output = host.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
     return output.splitlines()[0].strip() if status == 0 and output.strip() else None
 
@@ -89,24 +87,25 @@ def installed_for(venv_dir, extras_wanted):
     """True when the venv's last install was from this pyproject.toml with these extras (or more): pip would
     change nothing (the package is editable, so code changes are live), and running the installer again to add
     --service or a GIMP takes seconds."""
-    try:
-        record = json.loads((Path(venv_dir) / STAMP).read_text())
-    except (OSError, ValueError):
-        return False
-    return (isinstance(record, dict) and record.get("pyproject") == _pyproject_hash()
-            and set(_names(extras_wanted)) <= set(record.get("extras") or []))
+    installed = _extras_installed(venv_dir)
+    return installed is not None and set(_names(extras_wanted)) <= installed
 
 
 def stamp(venv_dir, extras_done):
     """Remember what the venv now holds (see installed_for): pip leaves the extras of an earlier install there."""
-    extras = set(_names(extras_done))
+    extras = set(_names(extras_done)) | (_extras_installed(venv_dir) or set())
+    (Path(venv_dir) / STAMP).write_text(json.dumps({"pyproject": _pyproject_hash(), "extras": sorted(extras)}))
+
+
+def _extras_installed(venv_dir):
+    """The extras the venv's stamp records for this pyproject.toml; None when it has no stamp for it."""
     try:
         record = json.loads((Path(venv_dir) / STAMP).read_text())
-        if record.get("pyproject") == _pyproject_hash():
-            extras |= set(record.get("extras") or [])
-    except (OSError, ValueError, AttributeError):
-        pass
-    (Path(venv_dir) / STAMP).write_text(json.dumps({"pyproject": _pyproject_hash(), "extras": sorted(extras)}))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("pyproject") != _pyproject_hash():
+        return None
+    return set(record.get("extras") or [])
 
 
 STAMP = "deepdream-install.json"

@@ -108,7 +108,7 @@ OPTIONS = (
      "is dropped beyond it (default 8)"),
     ("models_dir", str, "DIR", "your own networks: each Keras model file NAME.keras (or NAME.h5) here, with a "
      "NAME.json saying its input ({\"preprocess\": \"caffe\"}), is the model NAME (default "
-     "$XDG_DATA_HOME/deepdream/models, created when missing)"),
+     f"{data_dir('models')}, created when missing)"),
     ("max_models", int, "N", "networks kept loaded (each takes its parameters' memory and more); the least "
      "recently used is dropped beyond it (default 2)"),
     ("frame_wait", int, "SECONDS", "how long a zoom waits for its client to take a frame when the client reads "
