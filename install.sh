@@ -27,7 +27,10 @@ python="$(find_python)"
 if [ -z "$python" ] && command -v apt-get >/dev/null; then
     echo "==> Installing Python with its venv module: apt-get install python3 python3-venv python3-pip"
     run_as_root=()
-    [ "$(id -u)" = 0 ] || run_as_root=(sudo)
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || { echo "install.sh: installing Python needs root: run ./install.sh as root once, or install sudo" >&2; exit 1; }
+        run_as_root=(sudo)
+    fi
     "${run_as_root[@]}" apt-get update -qq
     "${run_as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
     python="$(find_python)"

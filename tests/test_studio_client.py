@@ -126,5 +126,5 @@ def test_no_daemon_is_started_here_for_another_computers_address(tmp_path, monke
         ensure_daemon(client)
     assert str(refused.value).startswith(f"No DeepDream daemon answers at {remote}. That is another computer's "
                                          f"address, so none is started here")
-    assert f"deepdream ping --endpoint {remote}" in str(refused.value)
+    assert f".venv/bin/deepdream ping --endpoint {remote}" in str(refused.value)
     assert not marker.exists()

@@ -111,7 +111,7 @@ _BREAKAWAY = getattr(subprocess, "CREATE_BREAKAWAY_FROM_JOB", 0x01000000)
 def start_command_hint(endpoint, command, service_start=None):
     """What to tell a user when no daemon answers and none can be started: the
     command to type, in the shell their system has, and why GIMP did not."""
-    argv = command if isinstance(command, list) else [command or _daemon_in_venv()]
+    argv = command if isinstance(command, list) else [command or _in_venv("deepdream-daemon")]
     line = command_line(argv + (["--endpoint", endpoint] if endpoint != DEFAULT_ENDPOINT else []))
     where = sandbox()
     if where and service_start:
@@ -129,7 +129,8 @@ def start_command_hint(endpoint, command, service_start=None):
 def remote_hint(endpoint):
     """What to tell a user whose configured daemon, on another computer, does not answer."""
     return (f"No DeepDream daemon answers at {endpoint}. That is another computer's address, so none is started "
-            f"here: check that the daemon runs there (`deepdream ping --endpoint {endpoint}` asks it) and that the "
+            f"here: check that the daemon runs there (`{_in_venv('deepdream')} ping --endpoint {endpoint}` asks "
+            f"it) and that the "
             f"address in {config_path()} is right; a daemon with CURVE also needs its server.key there as "
             f"\"server_key\", or a relay on this computer.")
 
@@ -155,8 +156,9 @@ def _shell():
     return {"win32": "PowerShell", "darwin": "Terminal"}.get(sys.platform, "a terminal")
 
 
-def _daemon_in_venv():
-    return r".venv\Scripts\deepdream-daemon.exe" if sys.platform == "win32" else ".venv/bin/deepdream-daemon"
+def _in_venv(program):
+    """One of the project's programs as the user finds it in the DeepDream folder's venv, on this system."""
+    return rf".venv\Scripts\{program}.exe" if sys.platform == "win32" else f".venv/bin/{program}"
 
 
 def daemon_log_path():
