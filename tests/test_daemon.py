@@ -120,12 +120,25 @@ def test_progress_arrives_in_order_and_only_to_the_asking_client(daemon):
     asking.close(), quiet.close()
 
 
-def test_cancel_ends_a_running_dream_promptly_and_ping_answers_meanwhile(daemon):
-    sock = connect(daemon.endpoint)
+def start_running(endpoint):
+    """A DEALER socket whose LONG dream is running (its first real step was reported)."""
+    sock = connect(endpoint)
     header, payload = dream_request(sample("uint8", 3), LONG, progress=True)
     send(sock, header, payload)
-    event, _ = receive(sock)
-    assert event["type"] == "progress"
+    while receive(sock)[0]["octave"] == 0:  # 'waiting' heartbeats until the first step
+        pass
+    return sock, header
+
+
+def stop_running(endpoint, sock, header):
+    send(sock, request("cancel", target=header["id"]))
+    wait_for(lambda: not ping(endpoint)["busy"], PROMPTLY_S, "the running dream is cancelled")
+    sock.close()
+
+
+def test_cancel_ends_a_running_dream_promptly_and_ping_answers_meanwhile(daemon):
+    # Not the first progress event: that can be the 'waiting' one, sent before the worker takes the dream.
+    sock, header = start_running(daemon.endpoint)
 
     started = time.monotonic()
     pong = ping(daemon.endpoint, timeout=2)  # the I/O thread is not blocked by the dream
@@ -147,10 +160,7 @@ def test_cancel_ends_a_running_dream_promptly_and_ping_answers_meanwhile(daemon)
 
 
 def test_a_queued_dream_can_be_cancelled_from_another_socket(daemon):
-    runner, waiter = connect(daemon.endpoint), connect(daemon.endpoint, zmq.REQ)
-    running, running_payload = dream_request(sample("uint8", 3), LONG, progress=True)
-    send(runner, running, running_payload)
-    assert receive(runner)[0]["type"] == "progress"
+    (runner, running), waiter = start_running(daemon.endpoint), connect(daemon.endpoint, zmq.REQ)
     queued, queued_payload = dream_request(sample("uint8", 3), TINY)
     send(waiter, queued, queued_payload)
     wait_for(lambda: ping(daemon.endpoint)["queued"] == 1, PROMPTLY_S, "the second dream waits")
@@ -164,22 +174,6 @@ def test_a_queued_dream_can_be_cancelled_from_another_socket(daemon):
     assert final(runner, PROMPTLY_S)[0]["type"] in ("cancelled", "error")
     wait_for(lambda: not ping(daemon.endpoint)["busy"], PROMPTLY_S, "the worker is free again")
     runner.close(), waiter.close()
-
-
-def start_running(endpoint):
-    """A DEALER socket whose LONG dream is running (its first real step was reported)."""
-    sock = connect(endpoint)
-    header, payload = dream_request(sample("uint8", 3), LONG, progress=True)
-    send(sock, header, payload)
-    while receive(sock)[0]["octave"] == 0:  # 'waiting' heartbeats until the first step
-        pass
-    return sock, header
-
-
-def stop_running(endpoint, sock, header):
-    send(sock, request("cancel", target=header["id"]))
-    wait_for(lambda: not ping(endpoint)["busy"], PROMPTLY_S, "the running dream is cancelled")
-    sock.close()
 
 
 def test_a_refused_duplicate_id_is_told_apart_from_the_dream_that_goes_on(daemon):
