@@ -38,9 +38,22 @@ def copy_plugin(plugins, msgpack_dir, executable=True):
             shutil.copyfile(source, new / package.name / source.name)
     shutil.copytree(msgpack_dir, new / "msgpack", ignore=lambda folder, names: [
         name for name in names if not name.endswith(".py")])  # its compiled part would not load in GIMP's Python
+    for license_file in _licenses(Path(msgpack_dir)):  # its Apache 2.0 license goes wherever its code goes
+        shutil.copyfile(license_file, new / "msgpack" / license_file.name)
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(new, dest)
     return dest
+
+
+def _licenses(package_dir):
+    """The license files of the installed distribution `package_dir` came from (its dist-info's licenses/
+    folder, or COPYING and LICENSE files at the dist-info's top, as older wheels had them)."""
+    for info in sorted(package_dir.parent.glob(f"{package_dir.name}-*.dist-info")):
+        found = sorted(path for path in (info / "licenses").rglob("*") if path.is_file())
+        found = found or sorted(path for path in info.iterdir() if path.name.upper().startswith(("COPYING", "LICENSE")))
+        if found:
+            return found
+    return []
 
 
 def record_client(path, start_command, service_start=None, system=None):

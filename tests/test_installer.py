@@ -126,7 +126,8 @@ def test_the_plugin_copy_needs_nothing_compiled_and_replaces_an_old_one(tmp_path
     assert os.access(dest / "deepdream.py", os.X_OK)
     assert {"dialog.py", "canvas.py", "pixels.py"} <= {path.name for path in dest.iterdir()}
     assert sorted(path.name for path in (dest / "msgpack").iterdir()) == sorted(
-        path.name for path in Path(msgpack.__file__).parent.glob("*.py"))
+        [path.name for path in Path(msgpack.__file__).parent.glob("*.py")] + ["COPYING"])
+    assert "Apache License" in (dest / "msgpack" / "COPYING").read_text(), "msgpack's license travels with it"
     assert {path.name for path in (dest / "deepdream_client").iterdir()} >= {"client.py", "zmtp.py", "paths.py"}
     assert {path.name for path in (dest / "deepdream_common").iterdir()} >= {"vocabulary.py", "quoting.py"}
 
