@@ -8,6 +8,7 @@ CURVE key pair, as a studio's must: the clients' CURVE sessions run through HAPr
 import os
 import socket
 import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -170,6 +171,33 @@ def test_a_cancel_from_another_client_or_thread_stops_the_right_dream(studio):
             client.close()  # a dream still running is then cancelled by its client going away
         for thread in threads:
             thread.join(30)
+
+
+def test_the_cli_names_the_daemon_behind_the_balancer_and_cancel_reaches_it_there(studio, tmp_path):
+    """`deepdream dream --id` through the balancer says which daemon took the job; `deepdream cancel --daemon` with
+    that address stops it, where a cancel sent to the balancer's address could reach another daemon."""
+    from PIL import Image
+
+    Image.fromarray(photo(96, 96)).save(tmp_path / "in.png")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DEEPDREAM_")},
+           "XDG_CONFIG_HOME": str(tmp_path / "no-config")}
+    connection = ["--endpoint", studio.balancer.endpoint, "--server-key", str(studio.server_key)]
+    deepdream = [sys.executable, "-m", "deepdream_cli.cli"]
+    dreaming = subprocess.Popen([*deepdream, "dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
+                                 *connection, "--octaves", "1", "--steps", "1000", "--id", "studio-job"],
+                                stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        named = dreaming.stderr.readline().strip()
+        daemon = named.removeprefix("job studio-job runs on the daemon at ").removesuffix(
+            f", behind {studio.balancer.endpoint}")
+        assert daemon in {process.endpoint for process in studio.daemons.values()}, named
+        done = subprocess.run([*deepdream, "cancel", "studio-job", *connection, "--daemon", daemon],
+                              capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0 and done.stdout == f"cancelled job studio-job at {daemon}\n", done.stderr
+        assert dreaming.wait(timeout=30) == 1
+        assert dreaming.stderr.read().strip().endswith("the dream was cancelled, as asked (CANCELLED)")
+    finally:
+        dreaming.kill()
 
 
 @pytest.mark.slow

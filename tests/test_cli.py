@@ -350,3 +350,31 @@ def test_ctrl_c_cancels_the_dream_on_the_daemon(daemon, tmp_path):
     while "CANCELLED (cancel)" not in daemon.log_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "CANCELLED (cancel)" in daemon.log_text()  # cancelled by request, not noticed as a vanished client
+
+
+def test_cancel_by_job_id_from_another_terminal(daemon, tmp_path):
+    """`deepdream dream --id ID` in one terminal, `deepdream cancel ID` in another: the dream ends with a sentence
+    saying it was cancelled, and nothing is written; a second cancel finds no such job."""
+    Image.fromarray(photo(80, 96)).save(tmp_path / "in.png")
+    dreaming = subprocess.Popen(
+        [sys.executable, "-m", "deepdream_cli.cli", "dream", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
+         "--endpoint", daemon.endpoint, "--octaves", "1", "--steps", "1000", "--tile-size", "128", "--id", "my-dream"],
+        stderr=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        for line in dreaming.stderr:
+            if "step" in line:  # the dream is running on the daemon
+                break
+        done = run_cli("cancel", "my-dream", "--endpoint", daemon.endpoint)
+        assert done.returncode == 0 and done.stdout == f"cancelled job my-dream at {daemon.endpoint}\n", done.stderr
+        assert dreaming.wait(timeout=30) == cli.EXIT_ERROR
+        said = dreaming.stderr.read()
+    finally:
+        dreaming.kill()
+    assert said.strip().splitlines()[-1] == "deepdream: the dream was cancelled, as asked (CANCELLED)", said
+    assert not (tmp_path / "out.png").exists()
+    done = run_cli("cancel", "my-dream", "--endpoint", daemon.endpoint)
+    assert done.returncode == cli.EXIT_ERROR and done.stderr == (
+        f"deepdream: no job my-dream at {daemon.endpoint}: it has ended, or it runs elsewhere\n")
+    done = run_cli("cancel", "two words", "--endpoint", daemon.endpoint)
+    assert done.returncode == 2 and "a job id is 1 to 128 characters, without spaces" in done.stderr
+

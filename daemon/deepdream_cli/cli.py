@@ -4,6 +4,7 @@
     deepdream zoom photo.jpg zoom.gif --frames 30 --zoom 1.05 --rotate 1
     deepdream ping
     deepdream info
+    deepdream cancel my-dream
 
 Errors are one clear message on stderr and exit status 1; Ctrl-C exits 130
 (after cancelling the job on the daemon)."""
@@ -26,7 +27,7 @@ from deepdream_common.layer_spec import EXAMPLE, parse_layers
 from deepdream_client.paths import config_file, data_dir
 from deepdream_client.protocol import ProtocolError, checked_options
 from deepdream_client.readiness import NotReady, wait_ready
-from deepdream_common.vocabulary import (BACKENDS, BUILT_IN_MODELS, DEFAULT_BACKEND, DEFAULT_ENDPOINT,
+from deepdream_common.vocabulary import (BACKENDS, BUILT_IN_MODELS, CANCELLED, DEFAULT_BACKEND, DEFAULT_ENDPOINT,
                                          DEFAULT_MAX_PIXELS, DEFAULT_MODEL, MODEL_FILE_SUFFIXES, NORMALIZATIONS,
                                          PARAMS, PRECISIONS, PREVIEW_INTERVAL, PREVIEW_MAX_SIDE, ZOOM_OPTIONS,
                                          param_help)
@@ -55,7 +56,8 @@ def main(argv=None):
         print(f"deepdream: {error}", file=sys.stderr)
         return EXIT_ERROR
     except DaemonError as error:
-        print(f"deepdream: the daemon refused: {error.message} ({error.code})", file=sys.stderr)
+        said = "" if error.code == CANCELLED else "the daemon refused: "  # `deepdream cancel` asked for it
+        print(f"deepdream: {said}{error.message} ({error.code})", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # `deepdream info | head`: the reader has gone, and wants no traceback
         # Python flushes stdout again at exit; pointing it at /dev/null keeps that quiet too (Python's docs, signal).
@@ -93,6 +95,7 @@ def build_parser():
     dream.add_argument("output", metavar="OUT",
                        help="where to write the dream; PNG, JPEG and TIFF carry its parameters")
     add_dream_parameters(dream)
+    add_job_option(dream)
     dream.add_argument("--guide", metavar="FILE",
                        help="a guide image (any format IN takes): the dream grows the features FILE has at the "
                             "chosen layers, instead of whatever the layers see most")
@@ -128,6 +131,7 @@ def build_parser():
                         help="go on from the highest frame file in the frames folder (after Ctrl-C, say); "
                              "without it, frames already there are an error, never overwritten")
     add_dream_parameters(zoom)
+    add_job_option(zoom)
     add_in_process_options(zoom)
 
     ping = commands.add_parser("ping", parents=[connection], help="is the daemon up, and what is it running?",
@@ -139,6 +143,18 @@ def build_parser():
                                description="Print what the daemon can dream with: layers, defaults, limits.")
     info.set_defaults(command=info_command)
     info.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+
+    cancel = commands.add_parser(
+        "cancel", parents=[connection], help="stop a dream or zoom by its job id (the --id it was started with)",
+        description="Ask the daemon to stop the dream or zoom with job id ID (`deepdream dream --id ID`, or the id "
+                    "a script sent): a waiting one at once, a running one at its next step; its client ends with "
+                    "CANCELLED, and a zoom keeps its frames done. Exit status 1 if the daemon has no such job.",
+        epilog="example: deepdream dream photo.jpg dream.png --id my-dream & ... deepdream cancel my-dream")
+    cancel.set_defaults(command=cancel_command)
+    cancel.add_argument("job_id", metavar="ID", type=job_id_option, help="the job id of the dream or zoom to stop")
+    cancel.add_argument("--daemon", metavar="ENDPOINT",
+                        help="the daemon running it, when --endpoint is a load balancer's: the address `deepdream "
+                             "dream` named as the dream started (default: the endpoint)")
 
     relay = commands.add_parser(
         "relay", help="relay this computer's plain clients (GIMP without pyzmq) to a remote daemon over CURVE",
@@ -220,6 +236,19 @@ def add_dream_parameters(command):
         knobs.add_argument("--" + name.replace("_", "-"), type=param.kind, metavar=metavar, help=param_help(param))
     knobs.add_argument("--no-detail", dest="detail", action="store_false", default=None,
                        help="do not put back the detail that shrinking an octave loses")
+
+
+def add_job_option(command):
+    command.add_argument("--id", dest="job_id", type=job_id_option, metavar="ID",
+                         help="the job's id on the daemon (default: a new random one), for `deepdream cancel ID` "
+                              "from another terminal or script")
+
+
+def job_id_option(text):
+    """A job id a shell can pass around: 1 to 128 printable characters, no spaces."""
+    if not 0 < len(text) <= 128 or not text.isprintable() or any(char.isspace() for char in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a job id is 1 to 128 characters, without spaces")
+    return text
 
 
 def add_in_process_options(command):
@@ -324,6 +353,23 @@ def computed_by(about):
     """"tensorflow on CPU at bfloat16": the backend, device and precision in a ping, info or
     result (a daemon older than the backend key runs TensorFlow)."""
     return f"{about.get('backend') or 'tensorflow'} on {about.get('device')} at {about.get('precision')}"
+
+
+def cancel_command(args):
+    with connect(args) as client:
+        try:
+            reply = client.cancel(args.job_id, daemon=args.daemon)
+        except SettingsError as error:  # a malformed --daemon
+            raise CommandError(f"--daemon: {error}") from None
+        where = args.daemon or client.endpoint
+    if reply.get("found"):
+        print(f"cancelled job {args.job_id} at {where}")
+        return
+    hint = ""
+    if answered_by(reply, where) and not args.daemon:
+        hint = (f"; {reply['daemon']} answered, one daemon behind that address: pass --daemon with the address "
+                "`deepdream dream` named as the dream started")
+    raise CommandError(f"no job {args.job_id} at {where}: it has ended, or it runs elsewhere{hint}")
 
 
 def info_command(args):
@@ -440,6 +486,24 @@ def showing_previews(bar, path):
     return progress
 
 
+def naming_the_daemon(progress, endpoint, args):
+    """The progress callback, first saying which daemon took the job when that is not the endpoint's own (one
+    behind a load balancer): where `deepdream cancel --daemon` reaches it. Every event names its daemon; the
+    first comes before any bar is drawn."""
+    told = False
+
+    def announced(event):
+        nonlocal told
+        daemon = event.get("daemon")
+        if not told and daemon and daemon != endpoint:
+            say(f"{f'job {args.job_id}' if args.job_id else 'the job'} runs on the daemon at {daemon}, "
+                f"behind {endpoint}")
+        told = True
+        progress(event)
+
+    return announced
+
+
 def find_daemon(client):
     """The daemon's pong once it is ready, or None when no daemon answers."""
     try:
@@ -472,8 +536,9 @@ def note_in_process_options(args, pong):
 def dream_on_daemon(client, pong, image, params, args, progress, preview, guide=None):
     note_in_process_options(args, pong)
     defaults = client.info().get("defaults", {})
-    dreamed, result = client.dream_array(image, params, return_result=True, progress=progress, preview=preview,
-                                         timeout=args.timeout, guide=guide)  # Ctrl-C cancels it on the daemon
+    dreamed, result = client.dream_array(image, params, return_result=True, preview=preview, timeout=args.timeout,
+                                         progress=naming_the_daemon(progress, client.endpoint, args), guide=guide,
+                                         request_id=args.job_id)  # Ctrl-C cancels it on the daemon
     used = {name: value for name, value in result.stats.items() if name in defaults}  # e.g. a smaller tile after OOM
     return dreamed, describe({**defaults, **params, **used}, {**pong, **result.stats}, f"daemon at {client.endpoint}")
 
@@ -568,7 +633,9 @@ def dream_zoom(client, pong, image, zoom, params, args, output):
             say(f"{reason}dreaming in-process (loads the model, slower)")
             return zoom_in_process(image, params, zoom, args, bar, output.write_frame), "in-process"
         note_in_process_options(args, pong)
-        result = client.zoom_array(image, zoom=zoom, params=params, progress=bar, timeout=args.timeout,
+        result = client.zoom_array(image, zoom=zoom, params=params, progress=naming_the_daemon(bar, client.endpoint,
+                                                                                               args),
+                                   timeout=args.timeout, request_id=args.job_id,
                                    on_frame=lambda frame: output.write_frame(frame.index, frame.array()))
         return {**pong, **result.stats}, f"daemon at {client.endpoint}"
     except BaseException:
