@@ -31,7 +31,12 @@ AGREEMENT_DREAMS = {
     "whole": {"octaves": 1, "steps": 3, "step_size": 0.05, "jitter": 8, "seed": 1},
     "two octaves": {"octaves": 2, "steps": 3, "step_size": 0.05, "jitter": 8, "seed": 1},
     "tiled": {"octaves": 1, "steps": 3, "step_size": 0.05, "jitter": 8, "seed": 1, "tile_size": 128},
+    # The controls together, the first octave whole and the second in tiles: a guide, two layers' channels, the
+    # Laplacian normalization.
+    "guided": {"octaves": 2, "steps": 2, "tile_size": 160, "layers": {"mixed3[17,200]": 1.0, "mixed4": 0.5},
+               "normalize": "laplacian"},
 }
+AGREEMENT_GUIDES = {"guided": "100x90x3"}  # the dreams that have a guide image
 STEP_IMAGE = "845x562x3"  # the reference article's photo size
 WORKER_TIMEOUT_S = 1800  # JAX compiles each new shape for tens of seconds on 2 busy cores
 
@@ -48,6 +53,11 @@ def run_worker(backend, job, weights, out=None, without_tensorflow=False, timeou
     if result.returncode != 0:
         raise RuntimeError(f"{job} on {backend} failed:\n{result.stderr[-4000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def guide(name):
+    """The guide image of the agreement dream `name`, or None."""
+    return make_image(AGREEMENT_GUIDES[name]) if name in AGREEMENT_GUIDES else None
 
 
 def largest_difference(a, b):
@@ -71,7 +81,8 @@ def _worker(backend, job, weights, out, without_tensorflow):
     if job == "agreement":
         engine = DreamEngine(weights=weights, precision="float32")
         image = make_image(AGREEMENT_IMAGE)
-        dreams = {name: engine.dream(image, DreamParams(**params)) for name, params in AGREEMENT_DREAMS.items()}
+        dreams = {name: engine.dream(image, DreamParams(**params), guide=guide(name))
+                  for name, params in AGREEMENT_DREAMS.items()}
         np.savez(out, **dreams)
         return {"backend": engine.backend, "device": engine.device, "precision": engine.precision,
                 "tensorflow_loaded": sys.modules.get("tensorflow") is not None}

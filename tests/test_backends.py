@@ -1,5 +1,6 @@
 """The engine on Keras's JAX and PyTorch backends (issue 15): the same dream as
-on TensorFlow, from the same weights file, with TensorFlow not even importable;
+on TensorFlow (the controls too: guide, channels, Laplacian), from the same
+weights file, with TensorFlow not even importable;
 and a daemon started with --backend serving one. Keras's backend is
 process-wide, so each backend dreams in a process of its own (bench/backends.py
 runs the workers). PyTorch's tests are marked `torch` and left out unless asked
@@ -17,9 +18,11 @@ OTHER_BACKENDS = ["jax", pytest.param("torch", marks=pytest.mark.torch)]
 # Measured (bench/README.md, "Backends"): one octave, whole or tiled, is at most 3 levels from TensorFlow's dream on
 # JAX and PyTorch on a 2-core Sapphire Rapids, and JAX's tiled dream 5 on a 2-core AMD EPYC (CI's machine now: other
 # kernels, whose rounding gradient ascent amplifies). The bound leaves a level over that, far below a different dream.
-# The two-octave dream differs more (same section) and is only run.
+# The two-octave dream differs more (same section) and is only run. The guided one (a guide, two layers' channels,
+# Laplacian normalization, whole then tiled) is a light dream of two steps: 3 levels from TensorFlow's on JAX.
 AGREEMENT_LEVELS = 6
-AGREEING_DREAMS = ("whole", "tiled")
+AGREEING_DREAMS = ("whole", "tiled", "guided")
+LEAST_CHANGE = {"guided": 1}  # mean levels each dream changes the image by (measured: 1.9; the others 8.7-11), else 3
 DAEMON_READY_TIMEOUT_S = 900  # loading the model, then JAX compiling the warm-up step, on 2 busy cores
 
 
@@ -42,7 +45,8 @@ def test_a_float32_dream_agrees_with_tensorflow_without_tensorflow_installed(bac
     dreams = np.load(tmp_path / "dreams.npz")
     image = make_image(AGREEMENT_IMAGE)
     for name in AGREEMENT_DREAMS:
-        assert np.abs(dreams[name].astype(int) - image).mean() > 3, f"the {name} dream should change the image"
+        changed = np.abs(dreams[name].astype(int) - image).mean()
+        assert changed > LEAST_CHANGE.get(name, 3), f"the {name} dream should change the image"
     for name in AGREEING_DREAMS:
         assert largest_difference(dreams[name], expected[name]) <= AGREEMENT_LEVELS, name
 
